@@ -1,0 +1,1 @@
+"""Conversion to the stepwise form, ONNX export, engines, parity."""

@@ -1,0 +1,1 @@
+"""On-device runtime: numpy + a backend, never torch."""
