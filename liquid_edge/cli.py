@@ -82,6 +82,48 @@ def classify(model_path: str, file: str, official_aux: str | None, as_json: bool
     _print_scores(model.cfg.labels or [str(i) for i in range(len(logits))], logits, "torch-conv", as_json)
 
 
+@main.command()
+@ckpt_arg
+@aux_opt
+@click.option("--backends", default="torch,onnx,trt", show_default=True, help="Comma-separated stepwise backends.")
+@click.option("--chunk", "chunks", default="1,160,1000", show_default=True, help="Comma-separated chunk lengths.")
+@click.option("--seconds", type=float, default=None, help="Stream length [default: 10x the training length].")
+@click.option("--liquid-mode", type=click.Choice(["exact", "causal", "window"]), default=None,
+              help="For models that cannot stream exactly: causal re-interpretation or windowed inference.")
+@click.option("--window", type=int, default=None, help="Pooling / inference window in samples [default: l_max].")
+@click.option("--audio", "audio_files", multiple=True, type=click.Path(dir_okay=False), help="Add a stream from an audio file.")
+@click.option("--batch", type=int, default=2, show_default=True, help="Random streams.")
+@click.option("--tol", type=float, default=1e-4, show_default=True, help="Max abs logit error allowed.")
+@click.option("--max-calls", type=int, default=4000, show_default=True, help="Cap on calls per chunk size.")
+@click.option("--corrupt-state", type=float, default=0.0, hidden=True,
+              help="Self-test: start from a noisy state; parity must fail.")
+@click.option("--json", "as_json", is_flag=True)
+def parity(ckpt, official_aux, backends, chunks, seconds, liquid_mode, window, audio_files, batch, tol, max_calls,
+           corrupt_state, as_json) -> None:
+    """Check that every stepwise backend computes what the convolution form computes.
+
+    Exit 0 when every backend that ran is within tolerance, 1 when one is not, 2 on bad input.
+    """
+    from .export.parity import format_report, run_parity
+    from .export.stepwise import StreamingError
+    from .runtime.audio import AudioError, load_clip
+    model = _load(ckpt, official_aux)
+    try:
+        chunk_list = [int(c) for c in chunks.split(",") if c.strip()]
+    except ValueError:
+        raise UserError(f"--chunk takes comma-separated integers, not {chunks!r}") from None
+    try:
+        audio = [load_clip(f, model.cfg.sample_rate) for f in audio_files]
+        samples = int(round(seconds * model.cfg.sample_rate)) if seconds else None
+        rep = run_parity(model, [b.strip() for b in backends.split(",") if b.strip()], chunk_list, samples,
+                         liquid_mode, audio, batch, tol, max_calls, corrupt_state, window=window,
+                         progress=None if as_json else lambda m: click.echo(f"  running {m}", err=True))
+    except (StreamingError, AudioError) as e:
+        raise UserError(str(e)) from None
+    click.echo(json.dumps(rep.to_dict()) if as_json else format_report(rep))
+    sys.exit(0 if rep.ok else 1)
+
+
 def _print_scores(labels: list[str], logits: list[float], backend: str, as_json: bool) -> None:
     top = labels[max(range(len(logits)), key=logits.__getitem__)]
     if as_json:

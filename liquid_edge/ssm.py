@@ -176,7 +176,10 @@ class DPLRKernel(nn.Module):
         Bs = torch.cat([B.unsqueeze(0), P], dim=0)                             # (1+R, H, N)
         Cs = torch.cat([Ct, P.conj()], dim=0)                                  # (C+R, H, N)
         v = (Bs.unsqueeze(1) * Cs.unsqueeze(0)).unsqueeze(-1)                  # (1+R, C+R, H, N, 1)
-        q = (v / (a - wdt * b) + v.conj() / (a - wdt.conj() * b)).sum(-2)      # (1+R, C+R, H, K)
+        # Cauchy sums over the modes, in blocks of nodes so long kernels stay within memory
+        step = max(1, (1 << 24) // max(1, v[..., 0].numel()))
+        q = torch.cat([(v / (a[i:i + step] - wdt * b[i:i + step]) + v.conj() / (a[i:i + step] - wdt.conj() * b[i:i + step])).sum(-2)
+                       for i in range(0, len(a), step)], dim=-1)              # (1+R, C+R, H, K)
         q = q * dt[:, None]
         R = self.rank
         q00, q01, q10, q11 = q[:1, :-R], q[:1, -R:], q[1:, :-R], q[1:, -R:]
