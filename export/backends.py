@@ -42,3 +42,65 @@ BACKENDS: dict[str, Backend] = {"torch": TorchBackend()}
 
 def register(backend: Backend) -> None:
     BACKENDS[backend.name] = backend
+
+
+class OnnxBackend:
+    """The module exported to ONNX (dynamic batch) and run by ONNX Runtime on the CPU, one thread."""
+    name = "onnx"
+
+    def unavailable(self) -> str | None:
+        try:
+            import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
+        except ImportError as e:
+            return f"{e.name} is not installed (pip install 'liquid-edge[onnx]')"
+        return None
+
+    def runner(self, module: torch.nn.Module, batch: int, workdir: str) -> Runner:
+        import copy
+        import json
+        from pathlib import Path
+        from ..runtime.session import OnnxStream, manifest_path
+        from .onnx_graph import export_onnx
+        path = Path(workdir) / "step.onnx"
+        man = export_onnx(copy.deepcopy(module), path, batch=None)
+        manifest_path(path).write_text(json.dumps(man))
+        return _session_runner(OnnxStream(path))
+
+
+class TensorRTBackend:
+    """The module exported to ONNX, built into a TensorRT engine here, run through cuda-python."""
+    name = "trt"
+
+    def unavailable(self) -> str | None:
+        from .tensorrt import TensorRTUnavailable, gpu_info, load_tensorrt
+        try:
+            load_tensorrt()
+            gpu_info()
+            from cuda.bindings import runtime  # noqa: F401
+        except TensorRTUnavailable as e:
+            return str(e)
+        except ImportError:
+            return "cuda-python is not installed"
+        return None
+
+    def runner(self, module: torch.nn.Module, batch: int, workdir: str) -> Runner:
+        import copy
+        from pathlib import Path
+        from ..runtime.trt_session import TrtStream
+        from .onnx_graph import export_onnx
+        from .tensorrt import build_engine
+        onnx_path, engine = Path(workdir) / "step.onnx", Path(workdir) / "step.engine"
+        man = export_onnx(copy.deepcopy(module), onnx_path, batch=batch)
+        build_engine(onnx_path, engine, man, "fp32", opt_batch=batch, max_batch=batch)
+        return _session_runner(TrtStream(engine))
+
+
+def _session_runner(sess) -> Runner:
+    def run(x: np.ndarray, states: list) -> tuple:
+        return sess.step(x.astype(np.float32), [np.asarray(s, np.float32) for s in states])
+    return run
+
+
+register(OnnxBackend())
+register(TensorRTBackend())

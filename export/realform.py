@@ -9,7 +9,9 @@ Never the eigen-diagonal form: its eigenvectors are badly conditioned (DESIGN.md
 
 A chunk of T = nb·b samples is processed in a two-level block form: inside each block of b samples
 a b×b Toeplitz matrix of kernel taps; between blocks the state, propagated by precomputed powers of
-Ā. Per sample and channel this costs about b + 3n multiply-adds instead of T for a full Toeplitz.
+Ā. Per sample and channel this costs about b + 2n + (nb+1)n²/b multiply-adds instead of T for a
+full Toeplitz, in three batched matrix products per layer: on CPU runtimes the number of small
+batched products, not their arithmetic, sets the cost (measured: bench/).
 """
 from __future__ import annotations
 
@@ -62,43 +64,49 @@ def matrix_powers(A: torch.Tensor, n: int) -> torch.Tensor:
 
 @dataclass
 class ChunkOperators:
-    """Precomputed float64 operators for chunks of T = nb·b samples (H channels, n states).
+    """Operators for chunks of T = nb·b samples, C output channels, H channels, n states (float64).
 
-    K (C, H, b, b)      Toeplitz of kernel taps inside a block: y_i += K[i, j] v_j (j <= i)
-    Ob (C, H, b, n)     output from a block's start state: y_i += C A^(i+1) s
-    Cb (H, b, n)        a block's inputs to its end state: e = sum_j A^(b-1-j) B v_j
-    P0 (H, nb+1, n, n)  start state of block k from the chunk's start state: A^(k b)
-    G (H, nb+1, nb, n, n) start state of block k from block m < k: A^((k-1-m) b)
-    Row nb of P0 and G gives the state after the chunk.
+    The chunk is processed as nb blocks of b samples (v_k: block k's inputs, s_k: the state before it):
+        W1 (H, b, C·b + n): [y_k | e_k] = v_k W1     Toeplitz of kernel taps inside the block (with
+                                                     D on its diagonal) | e_k = sum_j A^(b-1-j) B v_kj
+        W2 (H, (nb+1) n, (nb+1) n): [s_0..s_nb] = W2 [x0, e_0..e_(nb-1)]
+                                                     s_k = A^(kb) x0 + sum_(m<k) A^((k-1-m) b) e_m
+        W3 (H, n, C·b): y_k += s_k W3                the block start state's response: C A^(i+1) s_k
+    s_0 = x0 and s_nb is the state after the chunk. Three batched matrix products per layer.
     """
-    K: torch.Tensor
-    Ob: torch.Tensor
-    Cb: torch.Tensor
-    P0: torch.Tensor
-    G: torch.Tensor
+    W1: torch.Tensor
+    W2: torch.Tensor
+    W3: torch.Tensor
     b: int
     nb: int
 
 
-def chunk_operators(ssm: RealSSM, T: int, b: int) -> ChunkOperators:
+def chunk_operators(ssm: RealSSM, T: int, b: int, D: torch.Tensor | None = None) -> ChunkOperators:
+    """D (C, H), optional: folded into the Toeplitz diagonal (y += D v)."""
     if T % b:
         raise ValueError(f"block size {b} must divide the chunk length {T}")
     nb = T // b
     A, B, C = ssm.A, ssm.B, ssm.C
     H, n = B.shape
+    Ch = C.shape[0]
     Ap = matrix_powers(A, b + 1)                                       # (b+1, H, n, n)
-    taps = torch.einsum("chn,ihnm,hm->chi", C, Ap[:b], B)              # K̄[0..b-1]
+    taps = torch.einsum("chn,ihnm,hm->chi", C, Ap[:b], B)              # K̄[0..b-1]: (C, H, b)
+    if D is not None:
+        taps = taps.clone()
+        taps[..., 0] += D
     i, j = torch.arange(b)[:, None], torch.arange(b)[None, :]
-    K = torch.where(i >= j, taps[..., (i - j).clamp(min=0)], torch.zeros(()))   # (C, H, b, b)
-    Ob = torch.einsum("chn,ihnm->chim", C, Ap[1:])                     # (C, H, b, n)
+    K = torch.where(i >= j, taps[..., (i - j).clamp(min=0)], torch.zeros((), dtype=A.dtype))  # (C, H, i, j)
     Cb = torch.einsum("jhnm,hm->hjn", Ap[:b].flip(0), B)               # (H, b, n)
+    W1 = torch.cat([K.permute(1, 3, 0, 2).reshape(H, b, Ch * b), Cb], -1)
     Abk = matrix_powers(Ap[b], nb + 1)                                 # (A^b)^k: (nb+1, H, n, n)
-    P0 = Abk.permute(1, 0, 2, 3).contiguous()                          # (H, nb+1, n, n)
-    G = torch.zeros(H, nb + 1, nb, n, n, dtype=A.dtype)
-    for k in range(1, nb + 1):
+    W2 = torch.zeros(H, nb + 1, n, nb + 1, n, dtype=A.dtype)
+    for k in range(nb + 1):
+        W2[:, k, :, 0] = Abk[k]
         for m in range(k):
-            G[:, k, m] = Abk[k - 1 - m]
-    return ChunkOperators(K, Ob, Cb, P0, G, b, nb)
+            W2[:, k, :, m + 1] = Abk[k - 1 - m]
+    W2 = W2.reshape(H, (nb + 1) * n, (nb + 1) * n)
+    Ob = torch.einsum("chn,ihnm->hmci", C, Ap[1:])                     # (H, n, C, b): C A^(i+1)
+    return ChunkOperators(W1, W2, Ob.reshape(H, n, Ch * b), b, nb)
 
 
 def default_block(T: int) -> int:

@@ -124,6 +124,71 @@ def parity(ckpt, official_aux, backends, chunks, seconds, liquid_mode, window, a
     sys.exit(0 if rep.ok else 1)
 
 
+@main.command()
+@ckpt_arg
+@aux_opt
+@click.option("--target", type=click.Choice(["onnx", "trt", "torch-trt"]), default="onnx", show_default=True)
+@click.option("-o", "--out", default="exported", show_default=True, help="Output directory, or a .onnx file path.")
+@click.option("--chunk", type=int, default=160, show_default=True, help="Samples per call (static).")
+@click.option("--batch", default="1", show_default=True, help="Streams per call: an integer, or 'dynamic'.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
+@click.option("--liquid-mode", type=click.Choice(["exact", "causal", "window"]), default=None,
+              help="For models that cannot stream exactly (see `liquid-edge info`).")
+@click.option("--window", type=int, default=None, help="Pooling window in samples [default: l_max].")
+@click.option("--tol", type=float, default=None, help="Max abs logit error at the export parity check "
+              "[default: 1e-4 fp32, 2e-2 fp16].")
+@click.option("--opt-batch", type=int, default=1, show_default=True, help="TensorRT profile: optimal batch (dynamic batch).")
+@click.option("--max-batch", type=int, default=16, show_default=True, help="TensorRT profile: largest batch (dynamic batch).")
+def export(ckpt, official_aux, target, out, chunk, batch, precision, liquid_mode, window, tol, opt_batch, max_batch) -> None:
+    """Export the streaming step graph: ONNX (always), then a TensorRT engine or torch-tensorrt program.
+
+    Exit 0 on success, 1 when a check fails, 2 on bad input, 3 when TensorRT / a GPU is missing (the
+    ONNX graph and manifest are still written and the trtexec command to run on the target is printed).
+    """
+    from .checkpoint import CheckpointError
+    from .export.pipeline import ExportError, export_onnx_checked, output_path
+    from .export.tensorrt import EXIT_NO_TENSORRT, TensorRTUnavailable, build_engine, build_options, default_timing_cache, trtexec_command
+    if batch != "dynamic" and not batch.isdigit():
+        raise UserError(f"--batch takes a positive integer or 'dynamic', not {batch!r}")
+    nbatch = None if batch == "dynamic" else int(batch)
+    if chunk < 1 or (nbatch is not None and nbatch < 1):
+        raise UserError("--chunk and --batch must be positive")
+    log = lambda m: click.echo(m, err=True)  # noqa: E731
+    try:
+        res = export_onnx_checked(ckpt, out, chunk, nbatch, precision, liquid_mode, window, official_aux, tol, log)
+    except CheckpointError as e:
+        raise UserError(str(e)) from None
+    except ExportError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    st = res.stats
+    click.echo(f"wrote {res.onnx_path} ({st['file_bytes'] / 1e6:.2f} MB, {st['nodes']} nodes, "
+               f"exported in {st['export_seconds']:.1f} s) and {res.onnx_path.with_suffix('.json').name}")
+    if target == "onnx":
+        return
+    if target == "trt":
+        engine = output_path(out, ckpt, chunk, precision, ".engine")
+        cache = default_timing_cache()
+        try:
+            side = build_engine(res.onnx_path, engine, res.manifest, precision, opt_batch, max_batch, cache)
+        except TensorRTUnavailable as e:
+            opts = build_options("10.0", precision, res.manifest, opt_batch, max_batch, str(cache))
+            click.echo("build the engine on the target (e.g. the Jetson) with:", err=True)
+            click.echo(trtexec_command(res.onnx_path, engine, opts))
+            click.echo(f"error: no TensorRT engine built: {e}", err=True)
+            sys.exit(EXIT_NO_TENSORRT)
+        click.echo(f"wrote {engine} (TensorRT {side['tensorrt']['version']}, {side['tensorrt']['gpu']['name']})")
+        return
+    from .export.torch_trt import TorchTrtUnavailable, compile_torch_trt
+    try:
+        path = compile_torch_trt(ckpt, out, chunk, nbatch or 1, precision, liquid_mode, window, official_aux)
+    except TorchTrtUnavailable as e:
+        click.echo(f"compile on the target with: liquid-edge export {ckpt} --target torch-trt -o {out} --chunk {chunk}", err=True)
+        click.echo(f"error: no torch-tensorrt program built: {e}", err=True)
+        sys.exit(EXIT_NO_TENSORRT)
+    click.echo(f"wrote {path}")
+
+
 def _print_scores(labels: list[str], logits: list[float], backend: str, as_json: bool) -> None:
     top = labels[max(range(len(logits)), key=logits.__getitem__)]
     if as_json:

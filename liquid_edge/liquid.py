@@ -34,19 +34,24 @@ def contract(x: torch.Tensor, name: str | None) -> torch.Tensor:
     raise ValueError(f"unknown liquid contraction {name!r} (choose from {', '.join(CONTRACTIONS)})")
 
 
-def causal_correlations(u: torch.Tensor, degree: int, history: torch.Tensor | None = None) -> list[torch.Tensor]:
-    """U_2..U_degree for u (..., L). history (..., degree-1): the inputs before u (zeros: a fresh stream).
+def causal_correlations(u: torch.Tensor, degree: int, history: torch.Tensor | None = None,
+                        dim: int = -1) -> list[torch.Tensor]:
+    """U_2..U_degree for u, time along `dim` (length L). history: the degree-1 inputs before u
+    along the same axis (zeros: a fresh stream).
 
     U_p[t] depends on u[t-p+1..t], so degree-1 past samples make the result exact across chunks.
     """
-    P1 = degree - 1
+    P1, L = degree - 1, u.shape[dim]
     if history is None:
-        history = u.new_zeros(*u.shape[:-1], P1)
-    x = torch.cat([history, u], dim=-1)           # (..., P1 + L)
+        shape = list(u.shape)
+        shape[dim] = P1
+        history = u.new_zeros(shape)
+    x = torch.cat([history, u], dim=dim)           # P1 + L samples
     out = []
     for _ in range(P1):
-        x = x[..., 1:] * x[..., :-1]              # U_p on the valid part; loses one leading sample
-        out.append(x[..., -u.shape[-1]:])
+        n = x.shape[dim]
+        x = x.narrow(dim, 1, n - 1) * x.narrow(dim, 0, n - 1)   # U_p; one leading sample less
+        out.append(x.narrow(dim, n - 1 - L, L))
     return out
 
 
