@@ -85,7 +85,7 @@ def export_onnx_checked(ckpt: str | Path, out: str | Path, chunk: int = 160, bat
     final = output_path(out, ckpt, chunk, precision)
     final.parent.mkdir(parents=True, exist_ok=True)
     source = {"checkpoint": Path(ckpt).name, "sha256": sha256(ckpt), "liquid_mode": liquid_mode or "exact"}
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=".part.onnx", dir=final.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:

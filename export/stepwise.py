@@ -31,28 +31,41 @@ class StreamingError(ValueError):
 
 
 def _norm_module(norm: nn.Module) -> nn.Module:
-    """BatchNorm in eval mode folded to a per-feature affine map; LayerNorm kept."""
+    """BatchNorm in eval mode folded to a per-feature affine map; LayerNorm kept. Both act on the
+    feature axis 0 of the internal (H, B, T) layout."""
     inner = norm.norm
     if isinstance(inner, nn.BatchNorm1d):
         a = inner.weight.double() / torch.sqrt(inner.running_var.double() + inner.eps)
         return Affine(a, inner.bias.double() - inner.running_mean.double() * a)
-    ln = nn.LayerNorm(inner.normalized_shape, eps=inner.eps)
-    ln.load_state_dict(inner.state_dict())
-    return ln.double()
+    return FeatureLayerNorm(inner.weight.detach().double(), inner.bias.detach().double(), inner.eps)
 
 
 class Affine(nn.Module):
     def __init__(self, scale: torch.Tensor, shift: torch.Tensor):
         super().__init__()
-        self.register_buffer("scale", scale)
-        self.register_buffer("shift", shift)
+        self.register_buffer("scale", scale[:, None, None])
+        self.register_buffer("shift", shift[:, None, None])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.scale + self.shift
 
 
+class FeatureLayerNorm(nn.Module):
+    """LayerNorm over axis 0 of (H, B, T)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("weight", weight[:, None, None])
+        self.register_buffer("bias", bias[:, None, None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = x - x.mean(0, keepdim=True)
+        return d * torch.rsqrt(d.square().mean(0, keepdim=True) + self.eps) * self.weight + self.bias
+
+
 class StepLayer(nn.Module):
-    """One residual block on a chunk: x (B, T, H) -> (B, T, H), with its SSM and liquid state."""
+    """One residual block on a chunk in the internal layout: x (H, B, T) -> (H, B, T)."""
 
     def __init__(self, block: nn.Module, T: int, b: int):
         super().__init__()
@@ -66,16 +79,18 @@ class StepLayer(nn.Module):
         ops = chunk_operators(real_ssm(layer.kernel.kernel), T, b, None if self.kind == "kb" else D)
         self.b, self.nb, self.n = ops.b, ops.nb, ops.W2.shape[-1] // (ops.nb + 1)
         self.register_buffer("W1", ops.W1)
-        self.register_buffer("W2", ops.W2)
+        self.register_buffer("W2T", ops.W2.transpose(1, 2).contiguous())       # acts from the right
         self.register_buffer("W3", ops.W3)
         if self.kind == "kb":
-            self.register_buffer("D", D.reshape(-1))                            # (C·H,)
+            self.register_buffer("D", D.reshape(-1, 1, 1))                      # (C·H, 1, 1)
         if self.kind is not None:
             c, s = (x.detach().double() for x in layer.liquid_coefficients())   # (P-1, C, H), (P-1, H)
-            self.register_buffer("c", c.flatten(1))                             # (P-1, C·H)
-            self.register_buffer("s", s)
-        self.linear = nn.Linear(layer.output_linear[0].in_features, layer.output_linear[0].out_features).double()
-        self.linear.load_state_dict(layer.output_linear[0].state_dict())
+            for p in range(c.shape[0]):   # separate constants: no runtime indexing in the graph
+                self.register_buffer(f"c{p}", c[p].reshape(-1, 1, 1))
+                self.register_buffer(f"s{p}", s[p].reshape(-1, 1, 1))
+        lin = layer.output_linear[0]
+        self.register_buffer("Wo", lin.weight.detach().double())               # (2H, C·H)
+        self.register_buffer("bo", lin.bias.detach().double()[:, None])        # (2H, 1)
         self.half = False
 
     def half_compute(self) -> None:
@@ -83,55 +98,67 @@ class StepLayer(nn.Module):
         block inputs), the state and the residual stream stay fp32: |eig A| is within ~1e-3 of 1,
         below fp16's resolution, so the recursion would drift."""
         self.half = True
-        self.linear.half()
+        self.Wo, self.bo = self.Wo.half(), self.bo.half()
         Cb = self.C * self.b   # W1 = [Toeplitz taps | block-input map]: only the taps go to fp16
         self.register_buffer("W1k", self.W1[..., :Cb].half().contiguous())
         self.register_buffer("W1e", self.W1[..., Cb:].contiguous())
         del self.W1
 
     def ssm(self, v: torch.Tensor, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """v (B, T, H), x0 (B, H, n) -> y (B, T, C·H), x_T (B, H, n). Three batched products over H,
-        with the streams folded into the rows, so B streams cost about what one does."""
-        H, T, b, n, nb, Cn = v.shape[2], v.shape[1], self.b, self.n, self.nb, self.C
-        vb = v.permute(2, 0, 1).reshape(H, -1, b)                              # (H, B·nb, b)
+        """v (H, B, T), x0 (H, B, n) -> y (C·H, B, T), x_T (H, B, n).
+
+        Three batched products over H with the streams folded into the rows, so B streams cost
+        about what one does, and no transposes: every reshape here is free."""
+        H, T, b, n, nb, Cn = v.shape[0], v.shape[2], self.b, self.n, self.nb, self.C
+        vb = v.reshape(H, -1, b)                                               # (H, B·nb, b)
         if self.half:   # the Toeplitz part in fp16, the block inputs e in fp32
             yv = torch.matmul(vb.half(), self.W1k).float()
             e = torch.matmul(vb, self.W1e)
         else:
             yv, e = torch.matmul(vb, self.W1).split([Cn * b, n], -1)         # (H, B·nb, C·b), (H, B·nb, n)
-        z = torch.cat([x0.permute(1, 2, 0), e.reshape(H, -1, nb * n).transpose(1, 2)], 1)   # (H, (nb+1) n, B)
-        st = torch.matmul(self.W2, z).transpose(1, 2)                          # (H, B, (nb+1) n): s_0..s_nb
+        z = torch.cat([x0, e.reshape(H, -1, nb * n)], -1)                      # (H, B, (nb+1) n)
+        st = torch.matmul(z, self.W2T)                                         # s_0..s_nb
         y = yv + torch.matmul(st[..., : nb * n].reshape(H, -1, n), self.W3)   # (H, B·nb, C·b)
-        if Cn == 1:   # a 3-D transpose: the general 5-D one below is ~20x slower in ONNX Runtime
-            y = y.reshape(H, -1, T).permute(1, 2, 0)
-        else:
-            y = y.reshape(H, -1, nb, Cn, b).permute(1, 2, 4, 3, 0).reshape(-1, T, Cn * H)
-        return y, st[..., nb * n:].transpose(0, 1)
+        if Cn == 1:
+            y = y.reshape(H, -1, T)
+        else:   # channel c of feature h goes to row c·H + h, as the convolution form flattens them
+            y = y.reshape(H, -1, nb, Cn, b).permute(3, 0, 1, 2, 4).reshape(Cn * H, -1, T)
+        return y, st[..., nb * n:]
 
     def forward(self, x: torch.Tensor, x0: torch.Tensor, hist: torch.Tensor | None):
-        """x (B, T, H), x0 (B, H, n), hist (B, P-1, H) -> out, x_T, new hist."""
+        """x (H, B, T), x0 (H, B, n), hist (H, B, P-1) -> out, x_T, new hist."""
         u = self.norm(x) if self.prenorm else x
         v, new_hist, extra = u, None, None
         if self.kind is not None:
-            U = [liquid.contract(p, self.lcontract) for p in liquid.causal_correlations(u, self.degree, hist, dim=1)]
-            new_hist = torch.cat([hist, u], dim=1)[:, -(self.degree - 1):]
+            U = [liquid.contract(p, self.lcontract) for p in liquid.causal_correlations(u, self.degree, hist)]
+            new_hist = torch.cat([hist, u], dim=-1)[..., -(self.degree - 1):]
+            rep = (lambda t: t) if self.C == 1 else (lambda t: t.repeat(self.C, 1, 1))
             if self.kind == "kb":
-                v = u + sum(s_p * U_p for s_p, U_p in zip(self.s, U))
+                v = u + sum(getattr(self, f"s{p}") * U_p for p, U_p in enumerate(U))
             else:
-                extra = sum(c_p * (U_p if self.C == 1 else U_p.repeat(1, 1, self.C)) for c_p, U_p in zip(self.c, U))
-        y, xT = self.ssm(v, x0)                                                # (B, T, C·H)
+                extra = sum(getattr(self, f"c{p}") * rep(U_p) for p, U_p in enumerate(U))
+        y, xT = self.ssm(v, x0)                                                # (C·H, B, T)
         if self.kind == "kb":
-            y = y + (u if self.C == 1 else u.repeat(1, 1, self.C)) * self.D
+            y = y + (u if self.C == 1 else u.repeat(self.C, 1, 1)) * self.D
         elif extra is not None:
             y = y + extra
         y = F.gelu(y)
-        y = F.glu(self.linear(y.half()).float() if self.half else self.linear(y), dim=-1)
+        y2 = y.reshape(y.shape[0], -1)                                         # (C·H, B·T)
+        if self.half:
+            y2 = torch.addmm(self.bo, self.Wo, y2.half()).float()
+        else:
+            y2 = torch.addmm(self.bo, self.Wo, y2)                             # (2H, B·T): one GEMM
+        y = F.glu(y2, dim=0).reshape(x.shape)
         out = x + y if self.prenorm else self.norm(x + y)
         return out, xT, new_hist
 
 
 class StepwiseModel(nn.Module):
-    """forward(x, *states) -> (logits, features, *new_states); see the module docstring."""
+    """forward(x, *states) -> (logits, features, *new_states); see the module docstring.
+
+    Internally the residual stream is (H, B, T): every projection is one GEMM W·X and the SSM's
+    reshapes are free. The states are batch-first at the interface and permuted once per call.
+    """
 
     def __init__(self, model: LiquidS4Classifier, chunk: int, window: int | None = None, block: int | None = None):
         super().__init__()
@@ -148,10 +175,11 @@ class StepwiseModel(nn.Module):
         self.block = block or default_block(chunk)
         self.layers = nn.ModuleList(StepLayer(blk, chunk, self.block) for blk in model.model.layers)
         self.final_norm = _norm_module(model.model.norm) if cfg.prenorm else nn.Identity()
-        self.encoder = nn.Linear(cfg.d_input, cfg.d_model).double()
-        self.encoder.load_state_dict(model.encoder[0].state_dict())
-        self.decoder = nn.Linear(cfg.d_model, cfg.d_output).double()
-        self.decoder.load_state_dict(model.decoder[0].output_transform.state_dict())
+        enc, dec = model.encoder[0], model.decoder[0].output_transform
+        self.register_buffer("We", enc.weight.detach().double())               # (H, d_input)
+        self.register_buffer("be", enc.bias.detach().double()[:, None, None])
+        self.register_buffer("Wd", dec.weight.detach().double())               # (K, H)
+        self.register_buffer("bd", dec.bias.detach().double())
         self.n = self.layers[0].n
         self.liquid = cfg.liquid_kernel is not None
         self.precision = "fp32"
@@ -181,30 +209,36 @@ class StepwiseModel(nn.Module):
     # ---- one chunk ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, *states: torch.Tensor):
         """x (B, T) or (B, T, d_input) -> logits (B, K), features (B, T, D), *new states."""
-        if x.dim() == 2:
-            x = x.unsqueeze(-1)
         st = dict(zip(self.state_names, states))
-        h = self.encoder(x)
+        if x.dim() == 2 and self.We.shape[1] == 1:
+            h = self.We[:, :, None] * x + self.be                              # (H, B, T)
+        else:
+            x = x.unsqueeze(-1) if x.dim() == 2 else x
+            h = torch.matmul(self.We, x.transpose(1, 2)).transpose(0, 1) + self.be
+        ssm = st["ssm_state"].permute(1, 2, 0, 3)                              # (layers, H, B, n)
+        hist = st["liquid_state"].permute(1, 3, 0, 2) if self.liquid else None  # (layers, H, B, P-1)
         ssm_out, liq_out = [], []
         for i, layer in enumerate(self.layers):
-            hist = st["liquid_state"][:, i] if self.liquid else None
-            h, xT, new_hist = layer(h, st["ssm_state"][:, i], hist)
+            h, xT, new_hist = layer(h, ssm[i], hist[i] if self.liquid else None)
             ssm_out.append(xT)
             liq_out.append(new_hist)
-        feats = self.final_norm(h)
-        outs = [torch.stack(ssm_out, 1)] + ([torch.stack(liq_out, 1)] if self.liquid else [])
+        feats = self.final_norm(h)                                             # (H, B, T)
+        outs = [torch.stack(ssm_out).permute(2, 0, 1, 3)]
+        if self.liquid:
+            outs.append(torch.stack(liq_out).permute(2, 0, 3, 1))
+        H, T = feats.shape[0], feats.shape[2]
         if self.cfg.pool == "mean":
             # A sliding window of the last W samples as W/T chunk sums of decoder(features) - bias
             # (the decoder is linear, so projecting first is exact and keeps the state small).
-            proj = F.linear(feats, self.decoder.weight).sum(1)                # (B, K)
-            count = torch.full_like(proj[:, :1], float(x.shape[1]))
+            proj = torch.matmul(self.Wd, feats.reshape(H, -1)).reshape(self.Wd.shape[0], -1, T).sum(-1).t()  # (B, K)
+            count = torch.full_like(proj[:, :1], float(T))
             pool = torch.cat([st["pool_state"][:, 1:], torch.cat([proj, count], -1).unsqueeze(1)], 1)
             total = pool.sum(1)
-            logits = total[:, :-1] / total[:, -1:] + self.decoder.bias
+            logits = total[:, :-1] / total[:, -1:] + self.bd
             outs.append(pool)
         else:
-            logits = self.decoder(feats[:, -1])
-        return (logits, feats, *outs)
+            logits = torch.matmul(feats[:, :, -1].t(), self.Wd.t()) + self.bd
+        return (logits, feats.permute(1, 2, 0), *outs)
 
 
 def stream_blocker(model: LiquidS4Classifier) -> str | None:

@@ -64,8 +64,10 @@ def check_graph(model) -> list[str]:
     for io, kind in ((g.input, "input"), (g.output, "output")):
         for v in io:
             tt = v.type.tensor_type
-            if tt.elem_type in bad_types or tt.elem_type == TP.INT64:
-                problems.append(f"graph {kind} {v.name}: element type {TP.DataType.Name(tt.elem_type)}")
+            if tt.elem_type in bad_types:
+                problems.append(f"graph {kind} {v.name}: {bad_types[tt.elem_type]} tensor")
+            elif tt.elem_type == TP.INT64:
+                problems.append(f"graph {kind} {v.name}: INT64 tensor (use float32 I/O)")
             for i, d in enumerate(tt.shape.dim):
                 if i > 0 and not d.HasField("dim_value"):
                     problems.append(f"graph {kind} {v.name}: axis {i} is dynamic ({d.dim_param or '?'}); only the batch axis may be")

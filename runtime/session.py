@@ -16,6 +16,7 @@ class ModelError(ValueError):
 
 
 def manifest_path(model: str | Path) -> Path:
+    """X.onnx -> X.json; anything else (an engine, a temporary file) -> <name>.json."""
     return Path(model).with_suffix(".json") if Path(model).suffix == ".onnx" else Path(str(model) + ".json")
 
 
