@@ -5,6 +5,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 import click
 
 from . import __version__
@@ -67,9 +69,22 @@ def info(ckpt: str, official_aux: str | None, as_json: bool) -> None:
 @aux_opt
 @click.option("--json", "as_json", is_flag=True, help="Print {labels, logits, top, backend}.")
 def classify(model_path: str, file: str, official_aux: str | None, as_json: bool) -> None:
-    """Classify one clip (.wav, or .npy of float samples) with a checkpoint."""
-    import torch
+    """Classify one clip (.wav, or .npy of float samples) with a checkpoint or an exported model.
+
+    An exported model (.onnx, .engine) streams the clip from a zero state through its step graph and
+    reports the pooled logits after the last sample; it runs without torch."""
     from .runtime.audio import AudioError, load_clip
+    if Path(model_path).suffix in (".onnx", ".engine", ".plan", ".trt"):
+        from .runtime.session import ModelError
+        from .runtime.stream import classify_clip, open_model
+        try:
+            m = open_model(model_path)
+            logits, pad = classify_clip(m, load_clip(file, m.sample_rate))
+        except (ModelError, AudioError) as e:
+            raise UserError(str(e)) from None
+        _print_scores(m.labels, [float(v) for v in logits], m.backend, as_json)
+        return
+    import torch
     model = _load(model_path, official_aux)
     try:
         x = load_clip(file, model.cfg.sample_rate)
@@ -187,6 +202,171 @@ def export(ckpt, official_aux, target, out, chunk, batch, precision, liquid_mode
         click.echo(f"error: no torch-tensorrt program built: {e}", err=True)
         sys.exit(EXIT_NO_TENSORRT)
     click.echo(f"wrote {path}")
+
+
+def _thresholds(spec: str | None) -> tuple[float | None, dict[str, float]]:
+    """'0.8' or 'yes=0.9,no=0.7' (or both: '0.8,yes=0.9')."""
+    base, per = None, {}
+    for part in (spec or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "=" in part:
+                k, v = part.split("=", 1)
+                per[k.strip()] = float(v)
+            else:
+                base = float(part)
+        except ValueError:
+            raise UserError(f"--threshold takes 0.8 or keyword=0.8 pairs, not {part!r}") from None
+    return base, per
+
+
+@main.command()
+@click.argument("model_path", type=click.Path(dir_okay=False))
+@click.argument("audio", nargs=-1)
+@click.option("--mic", is_flag=True, help="Listen to the default microphone (needs the 'mic' extra).")
+@click.option("--rate", type=int, default=16000, show_default=True, help="Sample rate of raw PCM on stdin / the microphone.")
+@click.option("--pcm", type=click.Choice(["int16", "float32"]), default="int16", show_default=True, help="stdin sample format.")
+@click.option("--keywords", default=None, help="Comma-separated keywords [default: every non-background label].")
+@click.option("--threshold", default=None, help="0.8, or per keyword: yes=0.9,no=0.7 [default: the manifest's].")
+@click.option("--smoothing", type=int, default=None, help="Chunks to average probabilities over.")
+@click.option("--patience", type=int, default=None, help="Consecutive chunks above threshold.")
+@click.option("--refractory", type=float, default=None, help="Seconds without detections after one.")
+@click.option("--warmup", type=float, default=None, help="Seconds without detections after a reset.")
+@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per detection.")
+def spot(model_path, audio, mic, rate, pcm, keywords, threshold, smoothing, patience, refractory, warmup, threads, as_json) -> None:
+    """Spot keywords in audio files (any rate, mono or stereo), raw PCM on stdin ('-') or a microphone."""
+    from .runtime.audio import AudioError
+    from .runtime.detect import DetectionConfig
+    from .runtime.session import ModelError
+    from .runtime.stream import file_source, mic_source, open_model, spot as run_spot, stdin_source
+    if not audio and not mic:
+        raise UserError("give audio files, '-' for raw PCM on stdin, or --mic")
+    base, per = _thresholds(threshold)
+    try:
+        m = open_model(model_path, threads)
+        sec = m.chunk / m.sample_rate
+        man = dict(m.manifest, detection=dict(m.manifest.get("detection", {}), **({"threshold": base} if base is not None else {})))
+        det = DetectionConfig.from_manifest(
+            man, [k.strip() for k in keywords.split(",")] if keywords else None, per,
+            smoothing_chunks=smoothing, patience=patience,
+            refractory_chunks=None if refractory is None else int(round(refractory / sec)),
+            warmup_chunks=None if warmup is None else int(round(warmup / sec)))
+        sources = [mic_source(rate)] if mic else [stdin_source(rate, pcm) if a == "-" else file_source(a) for a in audio]
+        def show(ev):
+            click.echo(json.dumps(ev) if as_json else f"{ev['time']:9.2f} s  {ev['keyword']:<12s} {ev['score']:.3f}  {ev['stream']}")
+            sys.stdout.flush()
+        run_spot(m, sources, det, show)
+    except (ModelError, AudioError, ValueError) as e:
+        raise UserError(str(e)) from None
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@click.argument("model_path", type=click.Path(dir_okay=False))
+@click.argument("data_dir", type=click.Path(file_okay=False))
+@click.option("--task", type=click.Choice(["12", "all"]), default="12", show_default=True)
+@click.option("--plot", "plot_path", default=None, help="PNG of false rejects vs false accepts per hour.")
+@click.option("--max-clips", type=int, default=None, help="Evaluate at most this many test clips per class.")
+@click.option("--json", "as_json", is_flag=True)
+def evaluate(model_path, data_dir, task, plot_path, max_clips, as_json) -> None:
+    """Accuracy on the test split (state reset per clip, and carried across clips), and false rejects
+    against false accepts per hour on long recordings (DATA_DIR/_long_/*.wav with .txt marks)."""
+    from .dataset import DataError, load
+    from .runtime.detect import DetectionConfig
+    from .runtime.evaluate import accuracy_carried, accuracy_reset, frr_fa_curve, plot_curve
+    from .runtime.session import ModelError
+    from .runtime.stream import open_model
+    try:
+        m = open_model(model_path)
+        test = load(data_dir, "test", task, sample_rate=m.sample_rate, length=m.manifest["model_config"]["l_max"],
+                    max_per_class=max_clips)
+        if test.labels != m.labels:
+            raise UserError(f"data labels {test.labels} differ from the model's {m.labels}")
+        pad = (-test.x.shape[1]) % m.chunk
+        x = np.pad(test.x, ((0, 0), (0, pad)))
+        out = {"clips": int(len(test.y)), "accuracy_reset": accuracy_reset(m, x, test.y),
+               "accuracy_carried": accuracy_carried(m, x, test.y)}
+        longs = sorted((Path(data_dir) / "_long_").glob("*.wav"))
+        if longs:
+            res = frr_fa_curve(m, longs, DetectionConfig.from_manifest(m.manifest))
+            out["long"] = {"recordings": len(longs), "hours": res.hours, "keywords": res.keywords,
+                           "curve": [{"threshold": t, "frr": r, "fa_per_hour": f}
+                                     for t, r, f in zip(res.thresholds, res.frr, res.fa_per_hour)]}
+            if plot_path:
+                plot_curve(res, plot_path, f"{Path(model_path).name} on {len(longs)} recording(s)")
+                out["plot"] = plot_path
+    except (ModelError, DataError) as e:
+        raise UserError(str(e)) from None
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    click.echo(f"test clips: {out['clips']}")
+    click.echo(f"accuracy, state reset per clip:       {out['accuracy_reset']:.2%}")
+    click.echo(f"accuracy, state carried across clips: {out['accuracy_carried']:.2%}")
+    if "long" in out:
+        L = out["long"]
+        click.echo(f"long recordings: {L['recordings']} ({L['hours'] * 60:.1f} min, {L['keywords']} keywords)")
+        click.echo("  threshold   FRR     FA/hour")
+        for row in L["curve"]:
+            click.echo(f"  {row['threshold']:9.2f}  {row['frr']:6.1%}  {row['fa_per_hour']:8.1f}")
+        if plot_path:
+            click.echo(f"plot: {plot_path}")
+
+
+@main.group()
+def data() -> None:
+    """Keyword data sets."""
+
+
+@data.command("synth")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--words", default="yes,no,up,down,left,right,on,off,stop,go", show_default=True)
+@click.option("--per-word", type=int, default=100, show_default=True, help="Clips per keyword.")
+@click.option("--unknown-words", default=None, help="Comma-separated non-keywords [default: the SC auxiliary words].")
+@click.option("--long-streams", type=int, default=2, show_default=True, help="60 s evaluation recordings.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def data_synth(out_dir, words, per_word, unknown_words, long_streams, seed) -> None:
+    """Generate a keyword data set with espeak-ng, in the Speech Commands layout."""
+    from .synth import SynthError, synthesize
+    wl = [w.strip() for w in words.split(",") if w.strip()]
+    if not wl or per_word < 1:
+        raise UserError("need at least one word and --per-word >= 1")
+    uw = None if unknown_words is None else [w.strip() for w in unknown_words.split(",") if w.strip()]
+    try:
+        counts = synthesize(out_dir, wl, per_word, uw, long_streams=long_streams, seed=seed,
+                            progress=lambda k, n: click.echo(f"\r  {k}/{n} clips", err=True, nl=False))
+    except SynthError as e:
+        raise UserError(str(e)) from None
+    click.echo("", err=True)
+    click.echo(f"wrote {out_dir}: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + f", {long_streams} long streams")
+
+
+@main.command("train")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, help="YAML: model / data / train.")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None, help="Data folder (overrides data.dir).")
+@click.option("--out", default="model.pt", show_default=True, help="Best checkpoint (and OUT.last.pt, the training state).")
+@click.option("--resume", type=click.Path(dir_okay=False), default=None, help="Continue from an OUT.last.pt.")
+@click.argument("overrides", nargs=-1)
+def train_cmd(config_path, data_dir, out, resume, overrides) -> None:
+    """Train a Liquid-S4 keyword classifier. OVERRIDES: section.key=value, e.g. train.epochs=5."""
+    from .config import ConfigError
+    from .dataset import DataError
+    from .train import read_config, train
+    try:
+        mc, dc, tc = read_config(config_path, list(overrides))
+        if data_dir:
+            dc.dir = data_dir
+        if not dc.dir:
+            raise ConfigError("no data folder: pass --data DIR or set data.dir")
+        summary = train(mc, dc, tc, out, resume)
+    except (ConfigError, DataError) as e:
+        raise UserError(str(e)) from None
+    click.echo(f"trained {summary['steps']} steps in {summary['seconds']:.0f} s; best validation accuracy "
+               f"{summary['best_val_accuracy']:.2%}; wrote {out}")
 
 
 def _print_scores(labels: list[str], logits: list[float], backend: str, as_json: bool) -> None:

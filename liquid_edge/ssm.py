@@ -175,10 +175,13 @@ class DPLRKernel(nn.Module):
         wdt = (w * dt[:, None])[..., None]                                    # (H, N, 1)
         Bs = torch.cat([B.unsqueeze(0), P], dim=0)                             # (1+R, H, N)
         Cs = torch.cat([Ct, P.conj()], dim=0)                                  # (C+R, H, N)
-        v = (Bs.unsqueeze(1) * Cs.unsqueeze(0)).unsqueeze(-1)                  # (1+R, C+R, H, N, 1)
-        # Cauchy sums over the modes, in blocks of nodes so long kernels stay within memory
-        step = max(1, (1 << 24) // max(1, v[..., 0].numel()))
-        q = torch.cat([(v / (a[i:i + step] - wdt * b[i:i + step]) + v.conj() / (a[i:i + step] - wdt.conj() * b[i:i + step])).sum(-2)
+        v = Bs.unsqueeze(1) * Cs.unsqueeze(0)                                  # (1+R, C+R, H, N)
+        # Cauchy sums over the modes: the reciprocal denominators (H, N, K) are shared by every
+        # (B, C) pair, so the sum is a batched product over H. In blocks of nodes so long kernels
+        # stay within memory.
+        step = max(1, (1 << 22) // max(1, wdt.numel()))
+        q = torch.cat([torch.einsum("ijhn,hnk->ijhk", v, 1 / (a[i:i + step] - wdt * b[i:i + step]))
+                       + torch.einsum("ijhn,hnk->ijhk", v.conj(), 1 / (a[i:i + step] - wdt.conj() * b[i:i + step]))
                        for i in range(0, len(a), step)], dim=-1)              # (1+R, C+R, H, K)
         q = q * dt[:, None]
         R = self.rank

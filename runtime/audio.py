@@ -81,3 +81,44 @@ def load_clip(path: str | Path, sample_rate: int) -> np.ndarray:
     if not np.isfinite(x).all():
         raise AudioError(f"{path}: contains NaN or infinite samples")
     return x
+
+
+class StreamResampler:
+    """Band-limited resampling of a stream that arrives in pieces (Kaiser-windowed sinc).
+
+    Output sample j sits at input position j·sr_in/sr_out whatever the piece sizes, so how a
+    stream is split never changes what comes out.
+    """
+
+    def __init__(self, sr_in: int, sr_out: int, half_width: int = 16):
+        self.ratio = sr_in / sr_out
+        self.cutoff = min(1.0, 1.0 / self.ratio)
+        self.W = int(np.ceil(half_width / self.cutoff))
+        self.buf = np.zeros(self.W, np.float64)     # leading zeros: the stream starts silent
+        self.offset = -self.W                        # absolute input index of buf[0]
+        self.next_out = 0
+
+    def __call__(self, x: np.ndarray, final: bool = False) -> np.ndarray:
+        if self.ratio == 1.0:
+            return np.asarray(x, np.float32)
+        self.buf = np.concatenate([self.buf, np.asarray(x, np.float64)])
+        if final:
+            self.buf = np.concatenate([self.buf, np.zeros(self.W)])
+        end = self.offset + len(self.buf)            # input samples available: [offset, end)
+        last = int(np.floor((end - self.W - 1) / self.ratio))
+        if last < self.next_out:
+            return np.zeros(0, np.float32)
+        j = np.arange(self.next_out, last + 1)
+        t = j * self.ratio                           # input positions
+        base = np.floor(t).astype(int)
+        k = np.arange(-self.W + 1, self.W + 1)
+        idx = base[:, None] + k[None, :]             # (n, 2W) absolute input indices
+        d = t[:, None] - idx
+        win = np.kaiser(2 * self.W + 1, 8.0)[np.clip(np.round(d + self.W).astype(int), 0, 2 * self.W)]
+        w = self.cutoff * np.sinc(self.cutoff * d) * win
+        y = (self.buf[idx - self.offset] * w).sum(1)
+        self.next_out = last + 1
+        keep = int(np.floor(self.next_out * self.ratio)) - self.W - self.offset
+        if keep > 0:
+            self.buf, self.offset = self.buf[keep:], self.offset + keep
+        return y.astype(np.float32)

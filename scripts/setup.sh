@@ -2,9 +2,18 @@
 # Sets up liquid-edge in ./.venv from the project's own files.
 #   LIQUID_EDGE_TORCH: the torch requirement to install first (default: torch==2.13.0, the CPU wheel
 #   on our CI machines; on a GPU machine use e.g. LIQUID_EDGE_TORCH=torch to get the CUDA build).
+# As root on Debian/Ubuntu it also installs espeak-ng (the speech synthesiser of `liquid-edge data
+# synth`) and libsndfile1; elsewhere it says what to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+if ! command -v espeak-ng >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng libsndfile1 >/dev/null
+  else
+    echo "note: espeak-ng not found (needed by 'liquid-edge data synth'): sudo apt-get install espeak-ng" >&2
+  fi
+fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip "setuptools>=77"
 .venv/bin/python -m pip install -q "${LIQUID_EDGE_TORCH:-torch==2.13.0}"
