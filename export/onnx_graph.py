@@ -56,6 +56,7 @@ def manifest_for(module: torch.nn.Module, batch: int | None, precision: str, sou
         "states": states,
         "labels": cfg.labels or [str(i) for i in range(cfg.d_output)],
         "pooling": {"mode": cfg.pool, "window": module.window},
+        "macs_per_sample": module.macs_per_sample()["recurrent"],
         "detection": DEFAULT_DETECTION,
         "liquid_mode": source.get("liquid_mode", "exact"),
         "source": source,

@@ -191,6 +191,17 @@ class StepwiseModel(nn.Module):
         self.precision = "fp16"
         return self
 
+    def macs_per_sample(self) -> dict[str, float]:
+        """Multiply-adds per input sample: `recurrent` is the model's own cost (one dense real state
+        update per sample, DESIGN.md section 7), `graph` what this chunked form executes."""
+        cfg, H, n = self.cfg, self.cfg.d_model, self.n
+        C, K, P1 = cfg.channels, cfg.d_output, cfg.liquid_degree - 1 if self.liquid else 0
+        per_layer_rec = H * (n * n + n + C * n + C + 2 * P1) + 2 * H * C * H
+        b, nb, T = self.block, self.chunk // self.block, self.chunk
+        per_layer_graph = H * ((C * b + n) + ((nb + 1) * n) ** 2 / T + n * C * b / b + 2 * P1) + 2 * H * C * H
+        head = H * cfg.d_input + K * H
+        return {"recurrent": cfg.n_layers * per_layer_rec + head, "graph": cfg.n_layers * per_layer_graph + head}
+
     # ---- the state ---------------------------------------------------------------------------------
     @property
     def state_names(self) -> list[str]:

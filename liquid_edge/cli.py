@@ -317,6 +317,111 @@ def evaluate(model_path, data_dir, task, plot_path, max_clips, as_json) -> None:
             click.echo(f"plot: {plot_path}")
 
 
+@main.command()
+@click.argument("model_path", type=click.Path(dir_okay=False))
+@click.option("--backend", type=click.Choice(["torch", "onnx", "trt"]), default=None,
+              help="[default: torch for a checkpoint, onnx for .onnx, trt for an engine]")
+@click.option("--chunk", "chunks", multiple=True, type=int, help="Chunk length(s) (checkpoints) [default: 160].")
+@click.option("--streams", type=int, default=1, show_default=True, help="Streams per call (batched).")
+@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--seconds", type=float, default=10.0, show_default=True, help="Synthetic audio per stream.")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--plot", "plot_path", default=None, help="PNG: latency distribution and latency vs chunk.")
+def bench(model_path, backend, chunks, streams, threads, seconds, as_json, plot_path) -> None:
+    """Per-chunk latency (median, p90, p99, max), real-time factor, streams per core, peak memory and
+    multiply-adds per second of audio, streaming synthetic audio after a warm-up."""
+    import shutil
+    import subprocess
+    import tempfile
+    from .runtime.benchmark import parse_trtexec, synthetic_audio, time_stream, trtexec_bench_command
+    from .runtime.session import ModelError
+    suffix = Path(model_path).suffix
+    exported = suffix in (".onnx", ".engine", ".plan", ".trt")
+    backend = backend or ("onnx" if suffix == ".onnx" else "trt" if exported else "torch")
+    results, dists, extra = [], {}, {}
+    try:
+        if exported:
+            from .runtime.stream import open_model
+            m = open_model(model_path, threads)
+            runs = [(m.chunk, m.step, m.initial_state(streams), m.sample_rate, None)]
+        else:
+            import torch
+            from .export.stepwise import StepwiseModel
+            torch.set_num_threads(threads)
+            model = _load(model_path, None)
+            runs = []
+            for T in chunks or (160,):
+                step = StepwiseModel(model, T)
+                macs = step.macs_per_sample()["recurrent"]
+                if backend == "torch":
+                    @torch.no_grad()
+                    def fn(x, st, step=step):
+                        lo, f, *s2 = step(torch.from_numpy(x), *st)
+                        return lo, f, s2
+                    runs.append((T, fn, step.initial_state(streams), model.cfg.sample_rate, macs))
+                else:
+                    from .export.onnx_graph import export_onnx
+                    from .runtime.session import OnnxStream, manifest_path
+                    tmp = Path(tempfile.mkdtemp()) / f"b{T}.onnx"
+                    man = export_onnx(step, tmp, batch=None)
+                    manifest_path(tmp).write_text(json.dumps(man))
+                    sess = OnnxStream(tmp, threads)
+                    runs.append((T, sess.step, sess.initial_state(streams), model.cfg.sample_rate, macs))
+        for T, fn, st, sr, macs in runs:
+            audio = synthetic_audio(seconds, sr, streams)
+            timing, ms = time_stream(fn, st, audio, T, sr, threads=threads)
+            d = timing.to_dict()
+            if macs is None and exported:
+                macs = m.manifest.get("macs_per_sample")
+            d["macs_per_audio_second"] = macs * sr if macs else None
+            d["backend"] = backend
+            results.append(d)
+            dists[T] = ms
+        if backend == "trt" and exported and shutil.which("trtexec"):
+            shapes = ",".join(f"{i['name']}:{'x'.join(str(streams if x == 'batch' else x) for x in i['shape'])}"
+                              for i in m.manifest["inputs"])
+            r = subprocess.run(trtexec_bench_command(model_path, shapes), capture_output=True, text=True)
+            extra["trtexec"] = parse_trtexec(r.stdout)
+    except (ModelError, ValueError) as e:
+        raise UserError(str(e)) from None
+    if plot_path:
+        _plot_bench(dists, results, plot_path)
+    if as_json:
+        click.echo(json.dumps({"model": model_path, "results": results, **extra}))
+        return
+    click.echo(f"{'backend':8s} {'chunk':>6s} {'streams':>7s} {'med ms':>8s} {'p90 ms':>8s} {'p99 ms':>8s} {'max ms':>8s} "
+               f"{'RTF':>7s} {'streams/core':>12s} {'peak MB':>8s} {'GMAC/s audio':>12s}")
+    for d in results:
+        gm = f"{d['macs_per_audio_second'] / 1e9:.3f}" if d["macs_per_audio_second"] else "-"
+        click.echo(f"{d['backend']:8s} {d['chunk']:6d} {d['streams']:7d} {d['median_ms']:8.3f} {d['p90_ms']:8.3f} "
+                   f"{d['p99_ms']:8.3f} {d['max_ms']:8.3f} {d['rtf']:7.4f} {d['streams_per_core']:12.1f} "
+                   f"{d['peak_rss_mb']:8.0f} {gm:>12s}")
+    if "trtexec" in extra:
+        click.echo(f"trtexec: {extra['trtexec']}")
+
+
+def _plot_bench(dists: dict, results: list, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
+    for T, ms in dists.items():
+        a.hist(ms, bins=50, alpha=0.6, label=f"chunk {T}")
+    a.set_xlabel("latency per chunk (ms)")
+    a.set_ylabel("calls")
+    a.legend(fontsize=8)
+    Ts = [d["chunk"] for d in results]
+    b.plot(Ts, [d["median_ms"] for d in results], "o-", label="median")
+    b.plot(Ts, [d["p99_ms"] for d in results], "s--", label="p99")
+    b.set_xscale("log")
+    b.set_xlabel("chunk (samples)")
+    b.set_ylabel("latency (ms)")
+    b.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 @main.group()
 def data() -> None:
     """Keyword data sets."""
