@@ -22,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import liquid
+from ..describe import streaming_blocker
 from ..model import LiquidS4Classifier
 from .realform import chunk_operators, default_block, real_ssm
 
@@ -163,7 +164,7 @@ class StepwiseModel(nn.Module):
     def __init__(self, model: LiquidS4Classifier, chunk: int, window: int | None = None, block: int | None = None):
         super().__init__()
         cfg = model.cfg
-        blocker = stream_blocker(model)
+        blocker = streaming_blocker(model)
         if blocker:
             raise StreamingError(blocker)
         if chunk < 1:
@@ -250,11 +251,6 @@ class StepwiseModel(nn.Module):
         else:
             logits = torch.matmul(feats[:, :, -1].t(), self.Wd.t()) + self.bd
         return (logits, feats.permute(1, 2, 0), *outs)
-
-
-def stream_blocker(model: LiquidS4Classifier) -> str | None:
-    from ..describe import streaming_blocker
-    return streaming_blocker(model)
 
 
 @torch.no_grad()
