@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -470,8 +471,11 @@ def train_cmd(config_path, data_dir, out, resume, overrides) -> None:
         summary = train(mc, dc, tc, out, resume)
     except (ConfigError, DataError) as e:
         raise UserError(str(e)) from None
-    click.echo(f"trained {summary['steps']} steps in {summary['seconds']:.0f} s; best validation accuracy "
-               f"{summary['best_val_accuracy']:.2%}; wrote {out}")
+    if int(os.environ.get("RANK", "0")) != 0:   # under torchrun only the first process reports
+        return
+    best = summary["best_val_accuracy"]
+    acc = f"best validation accuracy {best:.2%}" if best >= 0 else "no full epoch, so no validation yet"
+    click.echo(f"trained {summary['steps']} steps in {summary['seconds']:.1f} s; {acc}; wrote {out}")
 
 
 def _print_scores(labels: list[str], logits: list[float], backend: str, as_json: bool) -> None:

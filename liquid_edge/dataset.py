@@ -73,7 +73,7 @@ def load(root: str | Path, split: str, task: str = "12", words: list[str] | None
     if task == "all":
         labels, keymap = present, {w: i for i, w in enumerate(present)}
     elif task == "12":
-        kws = words or [w for w in SC12_WORDS if w in present]
+        kws = [str(w) for w in words] if words else [w for w in SC12_WORDS if w in present]
         missing = [w for w in kws if w not in present]
         if missing or not kws:
             raise DataError(f"{root}: keyword folder(s) missing: {', '.join(missing) or 'all of ' + ', '.join(SC12_WORDS)}")

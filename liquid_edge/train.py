@@ -54,13 +54,33 @@ class DataConfig:
     max_per_class: int | None = None
 
 
+def _yaml_loader():
+    """A safe loader with YAML 1.2 booleans: only true/false. YAML 1.1 also reads yes, no, on and
+    off as booleans, and four of the ten Speech Commands keywords are exactly those words."""
+    import re
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+    bool_tag = "tag:yaml.org,2002:bool"
+    Loader.yaml_implicit_resolvers = {k: [(t, rx) for t, rx in v if t != bool_tag]
+                                      for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    Loader.add_implicit_resolver(bool_tag, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+    return Loader
+
+
+def _yaml(text: str):
+    import yaml
+    return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
+
+
 def read_config(path: str | Path | None, overrides: list[str] = ()) -> tuple[ModelConfig, DataConfig, TrainConfig]:
     """YAML with sections model / data / train; overrides like `train.epochs=3` or `model.d_model=64`."""
     import yaml
     raw = {}
     if path:
         try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
+            raw = _yaml(Path(path).read_text()) or {}
         except FileNotFoundError:
             raise ConfigError(f"{path}: no such file") from None
         except yaml.YAMLError as e:
@@ -72,7 +92,7 @@ def read_config(path: str | Path | None, overrides: list[str] = ()) -> tuple[Mod
         section, _, name = key.partition(".")
         if not sep or section not in ("model", "data", "train") or not name:
             raise ConfigError(f"override {ov!r} must look like section.key=value (section: model, data, train)")
-        raw.setdefault(section, {})[name] = yaml.safe_load(value)
+        raw.setdefault(section, {})[name] = _yaml(value)
     def build(cls, d):
         unknown = set(d or {}) - {f.name for f in dataclasses.fields(cls)}
         if unknown:

@@ -93,8 +93,10 @@ def test_config_errors(tmp_path):
         read_config(None, ["train.speed=3"])
     with pytest.raises(ConfigError, match="section.key=value"):
         read_config(None, ["epochs=3"])
-    mc, dc, tc = read_config(None, ["train.epochs=3", "model.d_model=16", "data.task=all"])
-    assert (tc.epochs, mc.d_model, dc.task) == (3, 16, "all")
+    mc, dc, tc = read_config(None, ["train.epochs=3", "model.d_model=16", "data.task=all", "train.amp=false",
+                                    "data.words=[yes, no, on, off]"])
+    assert (tc.epochs, mc.d_model, dc.task, tc.amp) == (3, 16, "all", False)
+    assert dc.words == ["yes", "no", "on", "off"]   # YAML 1.1 would have read booleans
     r = CliRunner().invoke(main, ["train", "--config", str(tmp_path / "c.yaml"), "--data", str(tmp_path)])
     assert r.exit_code == 2 and "wings" in r.output
 
@@ -145,3 +147,16 @@ def test_resume_takes_the_same_next_step(tmp_path, synth_dir):
 def test_training_step_on_cuda(tmp_path, synth_dir):
     mc, dc, tc = _tiny(tmp_path, synth_dir, 3)
     assert train(mc, dc, tc, tmp_path / "m.pt")["steps"] == 3
+
+
+@needs_espeak
+def test_torchrun_data_parallel_on_cpu(tmp_path, synth_dir):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "liquid_edge.cli",
+                        "train", "--data", str(synth_dir), "--out", str(tmp_path / "m.pt"), "model.d_model=8",
+                        "model.n_layers=1", "model.d_state=4", "model.sample_rate=2000", "model.l_max=2000",
+                        "train.max_steps=3", "train.batch_size=4", "data.words=[yes, no]"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-6000:]
+    assert r.stdout.count("trained 3 steps") == 1 and load_checkpoint(tmp_path / "m.pt").cfg.d_model == 8
