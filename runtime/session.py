@@ -66,10 +66,19 @@ class OnnxStream:
         self._check_io()
 
     def _check_io(self) -> None:
-        names = {i.name for i in self.session.get_inputs()}
-        want = {"samples"} | {s["input"] for s in self.manifest["states"]}
-        if names != want:
-            raise ModelError(f"manifest and graph disagree on inputs: graph {sorted(names)}, manifest {sorted(want)}")
+        """The manifest must describe this graph: the same inputs, chunk and state shapes."""
+        shapes = {i.name: i.shape for i in self.session.get_inputs()}
+        want = {"samples": [None, self.manifest["chunk"]]}
+        want.update({s["input"]: s["shape"] for s in self.manifest["states"]})
+        if set(shapes) != set(want):
+            raise ModelError(f"manifest and graph disagree on inputs: graph {sorted(shapes)}, manifest {sorted(want)}")
+        for name, shape in shapes.items():
+            if [d for d in shape[1:]] != [d for d in want[name][1:]]:
+                raise ModelError(f"manifest and graph disagree on {name}: graph {shape}, manifest {want[name]}"
+                                 + (" (chunk)" if name == "samples" else ""))
+        sr = self.manifest["sample_rate"]
+        if not isinstance(sr, int) or sr <= 0:
+            raise ModelError(f"manifest sample_rate {sr!r} is not a positive integer")
 
     @property
     def chunk(self) -> int:

@@ -144,6 +144,15 @@ def test_bad_runtime_input_is_one_line(exported, tmp_path):
     bad_man = tmp_path / "bad.onnx"
     bad_man.write_bytes(onnx_path.read_bytes())
     bad_man.with_suffix(".json").write_text("{not json")
+    man = json.loads(onnx_path.with_suffix(".json").read_text())
+    for name, edit, msg in [("chunk", {"chunk": 160}, "(chunk)"), ("rate", {"sample_rate": 0}, "sample_rate"),
+                            ("state", {"states": [dict(man["states"][0], shape=["batch", 9, 9, 9])] + man["states"][1:]},
+                             "ssm_state_in")]:
+        p = tmp_path / f"{name}.onnx"
+        p.write_bytes(onnx_path.read_bytes())
+        p.with_suffix(".json").write_text(json.dumps(dict(man, **edit)))
+        r = CliRunner().invoke(main, ["spot", str(p), str(tmp_path / "ok.wav")])
+        assert r.exit_code == 2 and msg in r.output and len(r.output.strip().splitlines()) == 1, (name, r.output)
     cases = [(["spot", str(onnx_path), str(tmp_path / "empty.wav")], "unreadable"),
              (["spot", str(onnx_path), str(tmp_path / "missing.wav")], "no such file"),
              (["spot", str(bad_man), str(tmp_path / "ok.wav")], "not a JSON manifest"),
