@@ -51,7 +51,7 @@ def causal_correlations(u: torch.Tensor, degree: int, history: torch.Tensor | No
     for _ in range(P1):
         n = x.shape[dim]
         x = x.narrow(dim, 1, n - 1) * x.narrow(dim, 0, n - 1)   # U_p; one leading sample less
-        out.append(x.narrow(dim, n - 1 - L, L))
+        out.append(x if n - 1 == L else x.narrow(dim, n - 1 - L, L))   # no no-op slice in graphs
     return out
 
 
