@@ -5,6 +5,7 @@
               from the trained parameters); a different function, whose deviation parity measures
     window    any model (official liquid, bidirectional): the model re-run on the last W samples at
               every chunk; exact for the windowed task, at the cost of a full forward per chunk
+              (WindowedModel here, FFT; window.WindowGraph is its graph form for export)
 """
 from __future__ import annotations
 

@@ -46,13 +46,11 @@ def output_path(out: str | Path, ckpt: str | Path, chunk: int, precision: str, s
 
 
 def build_module(model, chunk: int, liquid_mode: str | None, window: int | None):
-    try:
-        module = streaming_module(model, chunk, liquid_mode, window)
-    except StreamingError as e:
-        raise ExportError(str(e)) from None
-    if isinstance(module, WindowedModel):
-        raise ExportError("windowed inference (--liquid-mode window) runs in torch only (liquid-edge parity); "
-                          "its ONNX export is not implemented yet")
+    """The module to export; StreamingError (one line) when the model cannot stream as asked."""
+    module = streaming_module(model, chunk, liquid_mode, window)
+    if isinstance(module, WindowedModel):   # the graph form: direct convolution, no FFT
+        from .window import WindowGraph
+        return WindowGraph(module.model, module.chunk, module.window).eval()
     return module
 
 

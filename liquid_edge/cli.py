@@ -170,9 +170,10 @@ def export(ckpt, official_aux, target, out, chunk, batch, precision, liquid_mode
     if chunk < 1 or (nbatch is not None and nbatch < 1):
         raise UserError("--chunk and --batch must be positive")
     log = lambda m: click.echo(m, err=True)  # noqa: E731
+    from .export.stepwise import StreamingError
     try:
         res = export_onnx_checked(ckpt, out, chunk, nbatch, precision, liquid_mode, window, official_aux, tol, log)
-    except CheckpointError as e:
+    except (CheckpointError, StreamingError) as e:
         raise UserError(str(e)) from None
     except ExportError as e:
         click.echo(f"error: {e}", err=True)
@@ -198,6 +199,8 @@ def export(ckpt, official_aux, target, out, chunk, batch, precision, liquid_mode
     from .export.torch_trt import TorchTrtUnavailable, compile_torch_trt
     try:
         path = compile_torch_trt(ckpt, out, chunk, nbatch or 1, precision, liquid_mode, window, official_aux)
+    except StreamingError as e:
+        raise UserError(str(e)) from None
     except TorchTrtUnavailable as e:
         click.echo(f"compile on the target with: liquid-edge export {ckpt} --target torch-trt -o {out} --chunk {chunk}", err=True)
         click.echo(f"error: no torch-tensorrt program built: {e}", err=True)
