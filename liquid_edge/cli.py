@@ -35,7 +35,29 @@ aux_opt = click.option("--official-aux", type=click.Path(dir_okay=False), defaul
                        help="Official liquid coefficients file (official liquid checkpoints only).")
 
 
-@click.group()
+class OneLineErrors(click.Group):
+    """Every user-caused failure of every command is one line on stderr: click's usage errors
+    (normally a usage block), and file-system errors (an unwritable output folder, a full disk)."""
+
+    def main(self, args=None, prog_name=None, **extra):
+        try:
+            rv = super().main(args=args, prog_name=prog_name, standalone_mode=False, **extra)
+        except click.UsageError as e:
+            click.echo(f"error: {e.format_message()}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(130)
+        except OSError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=OneLineErrors)
 @click.version_option(__version__, prog_name="liquid-edge")
 def main() -> None:
     """Liquid-S4 from training to the edge: inspect, convert, check, export."""

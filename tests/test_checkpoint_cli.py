@@ -111,3 +111,15 @@ def test_console_script_exits_2_without_traceback(tmp_path):
     r = subprocess.run([sys.executable, "-m", "liquid_edge.cli", "info", str(tmp_path / "x.pt")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.startswith("error:")
+
+
+def test_usage_and_file_system_errors_are_one_line(tmp_path):
+    save_checkpoint(random_model(), tmp_path / "m.pt")
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    for args, msg in [(["export", str(tmp_path / "m.pt"), "--precision", "fp64"], "Invalid value for '--precision'"),
+                      (["nosuchcommand"], "No such command"),
+                      (["export", str(tmp_path / "m.pt"), "-o", str(blocked / "out")], "Not a directory")]:
+        r = subprocess.run([sys.executable, "-m", "liquid_edge.cli", *args], capture_output=True, text=True)
+        assert r.returncode == 2, (args, r.stderr)
+        assert r.stderr.startswith("error: ") and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
