@@ -33,7 +33,7 @@ class StreamingError(ValueError):
 
 def _norm_module(norm: nn.Module) -> nn.Module:
     """BatchNorm in eval mode folded to a per-feature affine map; LayerNorm kept. Both act on the
-    feature axis 0 of the internal (H, B, T) layout."""
+    feature axis 0 of the internal (H, B·T) layout."""
     inner = norm.norm
     if isinstance(inner, nn.BatchNorm1d):
         a = inner.weight.double() / torch.sqrt(inner.running_var.double() + inner.eps)
@@ -44,21 +44,21 @@ def _norm_module(norm: nn.Module) -> nn.Module:
 class Affine(nn.Module):
     def __init__(self, scale: torch.Tensor, shift: torch.Tensor):
         super().__init__()
-        self.register_buffer("scale", scale[:, None, None])
-        self.register_buffer("shift", shift[:, None, None])
+        self.register_buffer("scale", scale[:, None])
+        self.register_buffer("shift", shift[:, None])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.scale + self.shift
 
 
 class FeatureLayerNorm(nn.Module):
-    """LayerNorm over axis 0 of (H, B, T)."""
+    """LayerNorm over axis 0 of (H, B·T)."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, eps: float):
         super().__init__()
         self.eps = eps
-        self.register_buffer("weight", weight[:, None, None])
-        self.register_buffer("bias", bias[:, None, None])
+        self.register_buffer("weight", weight[:, None])
+        self.register_buffer("bias", bias[:, None])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d = x - x.mean(0, keepdim=True)
@@ -66,7 +66,7 @@ class FeatureLayerNorm(nn.Module):
 
 
 class StepLayer(nn.Module):
-    """One residual block on a chunk in the internal layout: x (H, B, T) -> (H, B, T)."""
+    """One residual block on a chunk in the internal layout: x (H, B·T) -> (H, B·T)."""
 
     def __init__(self, block: nn.Module, T: int, b: int):
         super().__init__()
@@ -83,12 +83,12 @@ class StepLayer(nn.Module):
         self.register_buffer("W2T", ops.W2.transpose(1, 2).contiguous())       # acts from the right
         self.register_buffer("W3", ops.W3)
         if self.kind == "kb":
-            self.register_buffer("D", D.reshape(-1, 1, 1))                      # (C·H, 1, 1)
+            self.register_buffer("D", D.reshape(-1, 1))                         # (C·H, 1)
         if self.kind is not None:
             c, s = (x.detach().double() for x in layer.liquid_coefficients())   # (P-1, C, H), (P-1, H)
             for p in range(c.shape[0]):   # separate constants: no runtime indexing in the graph
-                self.register_buffer(f"c{p}", c[p].reshape(-1, 1, 1))
-                self.register_buffer(f"s{p}", s[p].reshape(-1, 1, 1))
+                self.register_buffer(f"c{p}", c[p].reshape(-1, 1))
+                self.register_buffer(f"s{p}", s[p].reshape(-1, 1))
         lin = layer.output_linear[0]
         self.register_buffer("Wo", lin.weight.detach().double())               # (2H, C·H)
         self.register_buffer("bo", lin.bias.detach().double()[:, None])        # (2H, 1)
@@ -106,11 +106,11 @@ class StepLayer(nn.Module):
         del self.W1
 
     def ssm(self, v: torch.Tensor, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """v (H, B, T), x0 (H, B, n) -> y (C·H, B, T), x_T (H, B, n).
+        """v (H, B·T), x0 (H, B, n) -> y (C·H, B·T), x_T (H, B, n).
 
         Three batched products over H with the streams folded into the rows, so B streams cost
         about what one does, and no transposes: every reshape here is free."""
-        H, T, b, n, nb, Cn = v.shape[0], v.shape[2], self.b, self.n, self.nb, self.C
+        H, b, n, nb, Cn = v.shape[0], self.b, self.n, self.nb, self.C
         vb = v.reshape(H, -1, b)                                               # (H, B·nb, b)
         if self.half:   # the Toeplitz part in fp16, the block inputs e in fp32
             yv = torch.matmul(vb.half(), self.W1k).float()
@@ -121,35 +121,39 @@ class StepLayer(nn.Module):
         st = torch.matmul(z, self.W2T)                                         # s_0..s_nb
         y = yv + torch.matmul(st[..., : nb * n].reshape(H, -1, n), self.W3)   # (H, B·nb, C·b)
         if Cn == 1:
-            y = y.reshape(H, -1, T)
+            y = y.reshape(H, -1)
         else:   # channel c of feature h goes to row c·H + h, as the convolution form flattens them
-            y = y.reshape(H, -1, nb, Cn, b).permute(3, 0, 1, 2, 4).reshape(Cn * H, -1, T)
+            y = y.reshape(H, -1, nb, Cn, b).permute(3, 0, 1, 2, 4).reshape(Cn * H, -1)
         return y, st[..., nb * n:]
 
     def forward(self, x: torch.Tensor, x0: torch.Tensor, hist: torch.Tensor | None):
-        """x (H, B, T), x0 (H, B, n), hist (H, B, P-1) -> out, x_T, new hist."""
+        """x (H, B·T), x0 (H, B, n), hist (H, B, P-1) -> out, x_T, new hist.
+
+        2-D on purpose: ONNX Runtime's elementwise kernels are ~1.7x slower on (H, 1, T) than on
+        (H, T) (measured); only the correlation signals need the per-stream time axis."""
         u = self.norm(x) if self.prenorm else x
         v, new_hist, extra = u, None, None
         if self.kind is not None:
-            U = [liquid.contract(p, self.lcontract) for p in liquid.causal_correlations(u, self.degree, hist)]
-            new_hist = torch.cat([hist, u], dim=-1)[..., -(self.degree - 1):]
-            rep = (lambda t: t) if self.C == 1 else (lambda t: t.repeat(self.C, 1, 1))
+            u3 = u.reshape(u.shape[0], x0.shape[1], -1)                         # (H, B, T)
+            U = [liquid.contract(p, self.lcontract).reshape(u.shape[0], -1)
+                 for p in liquid.causal_correlations(u3, self.degree, hist)]
+            new_hist = torch.cat([hist, u3], dim=-1)[..., -(self.degree - 1):]
+            rep = (lambda t: t) if self.C == 1 else (lambda t: t.repeat(self.C, 1))
             if self.kind == "kb":
                 v = u + sum(getattr(self, f"s{p}") * U_p for p, U_p in enumerate(U))
             else:
                 extra = sum(getattr(self, f"c{p}") * rep(U_p) for p, U_p in enumerate(U))
-        y, xT = self.ssm(v, x0)                                                # (C·H, B, T)
+        y, xT = self.ssm(v, x0)                                                # (C·H, B·T)
         if self.kind == "kb":
-            y = y + (u if self.C == 1 else u.repeat(self.C, 1, 1)) * self.D
+            y = y + (u if self.C == 1 else u.repeat(self.C, 1)) * self.D
         elif extra is not None:
             y = y + extra
         y = F.gelu(y)
-        y2 = y.reshape(y.shape[0], -1)                                         # (C·H, B·T)
         if self.half:
-            y2 = torch.addmm(self.bo, self.Wo, y2.half()).float()
+            y = torch.addmm(self.bo, self.Wo, y.half()).float()
         else:
-            y2 = torch.addmm(self.bo, self.Wo, y2)                             # (2H, B·T): one GEMM
-        y = F.glu(y2, dim=0).reshape(x.shape)
+            y = torch.addmm(self.bo, self.Wo, y)                               # (2H, B·T): one GEMM
+        y = F.glu(y, dim=0)
         out = x + y if self.prenorm else self.norm(x + y)
         return out, xT, new_hist
 
@@ -157,7 +161,7 @@ class StepLayer(nn.Module):
 class StepwiseModel(nn.Module):
     """forward(x, *states) -> (logits, features, *new_states); see the module docstring.
 
-    Internally the residual stream is (H, B, T): every projection is one GEMM W·X and the SSM's
+    Internally the residual stream is (H, B·T): every projection is one GEMM W·X and the SSM's
     reshapes are free. The states are batch-first at the interface and permuted once per call.
     """
 
@@ -178,7 +182,7 @@ class StepwiseModel(nn.Module):
         self.final_norm = _norm_module(model.model.norm) if cfg.prenorm else nn.Identity()
         enc, dec = model.encoder[0], model.decoder[0].output_transform
         self.register_buffer("We", enc.weight.detach().double())               # (H, d_input)
-        self.register_buffer("be", enc.bias.detach().double()[:, None, None])
+        self.register_buffer("be", enc.bias.detach().double()[:, None])
         self.register_buffer("Wd", dec.weight.detach().double())               # (K, H)
         self.register_buffer("bd", dec.bias.detach().double())
         self.n = self.layers[0].n
@@ -222,11 +226,12 @@ class StepwiseModel(nn.Module):
     def forward(self, x: torch.Tensor, *states: torch.Tensor):
         """x (B, T) or (B, T, d_input) -> logits (B, K), features (B, T, D), *new states."""
         st = dict(zip(self.state_names, states))
+        T = x.shape[1]
         if x.dim() == 2 and self.We.shape[1] == 1:
-            h = self.We[:, :, None] * x + self.be                              # (H, B, T)
+            h = self.We * x.reshape(1, -1) + self.be                           # (H, B·T)
         else:
             x = x.unsqueeze(-1) if x.dim() == 2 else x
-            h = torch.matmul(self.We, x.transpose(1, 2)).transpose(0, 1) + self.be
+            h = torch.matmul(self.We, x.reshape(-1, x.shape[-1]).t()) + self.be
         ssm = st["ssm_state"].permute(1, 2, 0, 3)                              # (layers, H, B, n)
         hist = st["liquid_state"].permute(1, 3, 0, 2) if self.liquid else None  # (layers, H, B, P-1)
         ssm_out, liq_out = [], []
@@ -234,23 +239,23 @@ class StepwiseModel(nn.Module):
             h, xT, new_hist = layer(h, ssm[i], hist[i] if self.liquid else None)
             ssm_out.append(xT)
             liq_out.append(new_hist)
-        feats = self.final_norm(h)                                             # (H, B, T)
+        feats = self.final_norm(h)                                             # (H, B·T)
         outs = [torch.stack(ssm_out).permute(2, 0, 1, 3)]
         if self.liquid:
             outs.append(torch.stack(liq_out).permute(2, 0, 3, 1))
-        H, T = feats.shape[0], feats.shape[2]
+        H = feats.shape[0]
         if self.cfg.pool == "mean":
             # A sliding window of the last W samples as W/T chunk sums of decoder(features) - bias
             # (the decoder is linear, so projecting first is exact and keeps the state small).
-            proj = torch.matmul(self.Wd, feats.reshape(H, -1)).reshape(self.Wd.shape[0], -1, T).sum(-1).t()  # (B, K)
+            proj = torch.matmul(self.Wd, feats).reshape(self.Wd.shape[0], -1, T).sum(-1).t()  # (B, K)
             count = torch.full_like(proj[:, :1], float(T))
             pool = torch.cat([st["pool_state"][:, 1:], torch.cat([proj, count], -1).unsqueeze(1)], 1)
             total = pool.sum(1)
             logits = total[:, :-1] / total[:, -1:] + self.bd
             outs.append(pool)
         else:
-            logits = torch.matmul(feats[:, :, -1].t(), self.Wd.t()) + self.bd
-        return (logits, feats.permute(1, 2, 0), *outs)
+            logits = torch.matmul(feats.reshape(H, -1, T)[:, :, -1].t(), self.Wd.t()) + self.bd
+        return (logits, feats.reshape(H, -1, T).permute(1, 2, 0), *outs)
 
 
 @torch.no_grad()
