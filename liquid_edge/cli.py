@@ -37,7 +37,8 @@ aux_opt = click.option("--official-aux", type=click.Path(dir_okay=False), defaul
 
 class OneLineErrors(click.Group):
     """Every user-caused failure of every command is one line on stderr: click's usage errors
-    (normally a usage block), and file-system errors (an unwritable output folder, a full disk)."""
+    (normally a usage block), file-system errors (an unwritable output folder, a full disk) and a
+    missing optional library."""
 
     def main(self, args=None, prog_name=None, **extra):
         try:
@@ -53,6 +54,10 @@ class OneLineErrors(click.Group):
             sys.exit(130)
         except OSError as e:
             click.echo(f"error: {e}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        except ImportError as e:   # e.g. a device install without torch running a checkpoint command
+            hint = " (the runtime commands on exported models need only numpy and onnxruntime)" if e.name == "torch" else ""
+            click.echo(f"error: this command needs {e.name or e}, which is not installed{hint}", err=True)
             sys.exit(EXIT_BAD_INPUT)
         sys.exit(rv if isinstance(rv, int) else 0)
 

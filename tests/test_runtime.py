@@ -185,5 +185,8 @@ def test_runtime_runs_where_torch_cannot_be_imported(exported, tmp_path):
         r = subprocess.run([sys.executable, "-c", BLOCK_TORCH, *args], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         assert r.stdout.strip()
+    # a checkpoint command there says what is missing, in one line
+    r = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "info", str(exported[0])], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith("error: this command needs torch") and len(r.stderr.splitlines()) == 1
     probe = BLOCK_TORCH.split("from liquid_edge.cli")[0] + "import torch\n"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode != 0   # the block works
