@@ -39,9 +39,9 @@ class WindowedModel(nn.Module):
 
     def __init__(self, model: LiquidS4Classifier, chunk: int, window: int | None = None):
         super().__init__()
-        if model.cfg.d_input != 1:
-            raise StreamingError("windowed inference supports single-channel input")
-        self.model, self.cfg, self.chunk = model, model.cfg, chunk
+        if model.cfg.d_input != 1 or model.cfg.features != "raw":
+            raise StreamingError("windowed inference supports raw single-channel audio models")
+        self.model, self.cfg, self.chunk, self.steps = model, model.cfg, chunk, chunk
         self.window = window or model.cfg.l_max or chunk
         if self.window < chunk:
             raise StreamingError(f"window {self.window} is shorter than the chunk {chunk}")

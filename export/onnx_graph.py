@@ -51,7 +51,7 @@ def manifest_for(module: torch.nn.Module, batch: int | None, precision: str, sou
         "inputs": [{"name": "samples", "shape": [B, module.chunk], "dtype": "float32"}]
                   + [{"name": s["input"], "shape": s["shape"], "dtype": "float32"} for s in states],
         "outputs": [{"name": "logits", "shape": [B, cfg.d_output], "dtype": "float32"},
-                    {"name": "features", "shape": [B, module.chunk, cfg.d_model], "dtype": "float32"}]
+                    {"name": "features", "shape": [B, module.steps, cfg.d_model], "dtype": "float32"}]
                    + [{"name": s["output"], "shape": s["shape"], "dtype": "float32"} for s in states],
         "states": states,
         "labels": cfg.labels or [str(i) for i in range(cfg.d_output)],

@@ -96,7 +96,7 @@ def run_parity(model: LiquidS4Classifier, backends: list[str], chunks=DEFAULT_CH
     ref = reference_model(model, liquid_mode)
     notes = []
     windowed = liquid_mode == "window"
-    f_ref = None if windowed else ref.features(torch.from_numpy(x).double().unsqueeze(-1))
+    f_ref = None if windowed else ref.features(torch.from_numpy(x).double())   # per model step
     rows = []
     for T in chunks:
         module = streaming_module(model, T, liquid_mode, window=window)
@@ -108,8 +108,9 @@ def run_parity(model: LiquidS4Classifier, backends: list[str], chunks=DEFAULT_CH
         if windowed:
             r_logits, r_feats = _window_reference(ref, module, xs)
         else:
-            r_feats = f_ref[:, :n]
-            r_logits = reference_logits(ref, r_feats, T, module.window)
+            hop = cfg.samples_per_step   # log-mel: one step per hop samples
+            r_feats = f_ref[:, :n // hop]
+            r_logits = reference_logits(ref, r_feats, T // hop, module.window)
         # the same module in float64: the states a perfect float32 backend would end in
         m64 = _double_copy(module)
         _, _, st64 = stream(BACKENDS["torch"].runner(m64, x.shape[0], ""), m64, xs.astype(np.float64),

@@ -173,12 +173,21 @@ class StepwiseModel(nn.Module):
             raise StreamingError(blocker)
         if chunk < 1:
             raise StreamingError(f"chunk must be >= 1, not {chunk}")
-        W = window or (cfg.l_max or chunk) // chunk * chunk or chunk
-        if W % chunk:
-            raise StreamingError(f"pooling window {W} must be a multiple of the chunk length {chunk}")
-        self.cfg, self.chunk, self.window = cfg, chunk, W
-        self.block = block or default_block(chunk)
-        self.layers = nn.ModuleList(StepLayer(blk, chunk, self.block) for blk in model.model.layers)
+        hop = cfg.samples_per_step
+        if chunk % hop:
+            raise StreamingError(f"chunk {chunk} must be a multiple of the feature hop {hop}")
+        steps = chunk // hop        # model time steps per call (= chunk for raw audio)
+        W = window or (cfg.l_max or steps) // steps * steps or steps
+        if W % steps:
+            unit = " frames" if hop > 1 else ""
+            raise StreamingError(f"pooling window {W}{unit} must be a multiple of the chunk length {steps}{unit}")
+        self.cfg, self.chunk, self.steps, self.window = cfg, chunk, steps, W
+        self.block = block or default_block(steps)
+        self.layers = nn.ModuleList(StepLayer(blk, steps, self.block) for blk in model.model.layers)
+        if cfg.features == "logmel":   # frames of this chunk: fixed gather indices into [state, chunk]
+            self.frontend = model.frontend
+            idx = torch.arange(steps)[:, None] * hop + torch.arange(cfg.win)
+            self.register_buffer("frame_idx", idx, persistent=False)
         self.final_norm = _norm_module(model.model.norm) if cfg.prenorm else nn.Identity()
         enc, dec = model.encoder[0], model.decoder[0].output_transform
         self.register_buffer("We", enc.weight.detach().double())               # (H, d_input)
@@ -202,21 +211,27 @@ class StepwiseModel(nn.Module):
         cfg, H, n = self.cfg, self.cfg.d_model, self.n
         C, K, P1 = cfg.channels, cfg.d_output, cfg.liquid_degree - 1 if self.liquid else 0
         per_layer_rec = H * (n * n + n + C * n + C + 2 * P1) + 2 * H * C * H
-        b, nb, T = self.block, self.chunk // self.block, self.chunk
+        b, nb, T = self.block, self.steps // self.block, self.steps
         per_layer_graph = H * ((C * b + n) + ((nb + 1) * n) ** 2 / T + n * C * b / b + 2 * P1) + 2 * H * C * H
         head = H * cfg.d_input + K * H
-        return {"recurrent": cfg.n_layers * per_layer_rec + head, "graph": cfg.n_layers * per_layer_graph + head}
+        if cfg.features == "logmel":   # per frame: two DFT products and the mel product
+            bins = cfg.win // 2 + 1
+            head += 2 * cfg.win * bins + bins * cfg.n_mels
+        per = cfg.samples_per_step   # per input sample
+        return {"recurrent": (cfg.n_layers * per_layer_rec + head) / per, "graph": (cfg.n_layers * per_layer_graph + head) / per}
 
     # ---- the state ---------------------------------------------------------------------------------
     @property
     def state_names(self) -> list[str]:
-        return ["ssm_state"] + (["liquid_state"] if self.liquid else []) + (["pool_state"] if self.cfg.pool == "mean" else [])
+        return ((["frontend_state"] if self.cfg.features == "logmel" else []) + ["ssm_state"]
+                + (["liquid_state"] if self.liquid else []) + (["pool_state"] if self.cfg.pool == "mean" else []))
 
     def state_shapes(self, batch: int) -> dict[str, tuple[int, ...]]:
         cfg, L = self.cfg, len(self.layers)
         shapes = {"ssm_state": (batch, L, cfg.d_model, self.n),
                   "liquid_state": (batch, L, cfg.liquid_degree - 1, cfg.d_model),
-                  "pool_state": (batch, self.window // self.chunk, cfg.d_output + 1)}
+                  "pool_state": (batch, self.window // self.steps, cfg.d_output + 1),
+                  "frontend_state": (batch, cfg.win - cfg.hop)}
         return {k: shapes[k] for k in self.state_names}
 
     def initial_state(self, batch: int = 1, dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
@@ -226,6 +241,11 @@ class StepwiseModel(nn.Module):
     def forward(self, x: torch.Tensor, *states: torch.Tensor):
         """x (B, T) or (B, T, d_input) -> logits (B, K), features (B, T, D), *new states."""
         st = dict(zip(self.state_names, states))
+        outs = []
+        if self.cfg.features == "logmel":   # (B, chunk) samples -> (B, steps, n_mels) frames
+            xe = torch.cat([st["frontend_state"], x], 1)
+            outs.append(xe[:, x.shape[1]:])
+            x = self.frontend.spectrum(xe[:, self.frame_idx])
         T = x.shape[1]
         if x.dim() == 2 and self.We.shape[1] == 1:
             h = self.We * x.reshape(1, -1) + self.be                           # (H, B·T)
@@ -240,7 +260,7 @@ class StepwiseModel(nn.Module):
             ssm_out.append(xT)
             liq_out.append(new_hist)
         feats = self.final_norm(h)                                             # (H, B·T)
-        outs = [torch.stack(ssm_out).permute(2, 0, 1, 3)]
+        outs.append(torch.stack(ssm_out).permute(2, 0, 1, 3))
         if self.liquid:
             outs.append(torch.stack(liq_out).permute(2, 0, 3, 1))
         H = feats.shape[0]

@@ -123,12 +123,12 @@ class WindowGraph(nn.Module):
     def __init__(self, model: LiquidS4Classifier, chunk: int, window: int | None = None):
         super().__init__()
         cfg = model.cfg
-        if cfg.d_input != 1:
-            raise StreamingError("windowed inference supports single-channel input")
+        if cfg.d_input != 1 or cfg.features != "raw":
+            raise StreamingError("windowed inference supports raw single-channel audio models")
         W = window or cfg.l_max or chunk
         if W < chunk:
             raise StreamingError(f"window {W} is shorter than the chunk {chunk}")
-        self.model, self.cfg, self.chunk, self.window = model.eval(), cfg, chunk, W
+        self.model, self.cfg, self.chunk, self.steps, self.window = model.eval(), cfg, chunk, chunk, W
         self.layers = nn.ModuleList(WindowLayer(b.layer, W) for b in model.model.layers)
         self.precision = "fp32"
 

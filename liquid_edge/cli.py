@@ -86,7 +86,11 @@ def info(ckpt: str, official_aux: str | None, as_json: bool) -> None:
     click.echo(f"causal:          {'yes' if d['causal'] else 'no'} (measured by perturbing one input sample)")
     click.echo(f"exact streaming: {'yes' if d['exact_streaming'] else 'no: ' + d['streaming_blocker']}")
     cfg = d["config"]
-    click.echo(f"input:           {cfg['d_input']} channel(s) at {cfg['sample_rate']} Hz, trained length {cfg['l_max']}")
+    if cfg.get("features") == "logmel":
+        click.echo(f"input:           {cfg['n_mels']} log-mel bands ({cfg['win']}-sample frames every {cfg['hop']}) "
+                   f"of {cfg['sample_rate']} Hz audio, trained length {cfg['l_max']} frames")
+    else:
+        click.echo(f"input:           {cfg['d_input']} channel(s) at {cfg['sample_rate']} Hz, trained length {cfg['l_max']}")
     if cfg["labels"]:
         click.echo(f"labels:          {', '.join(cfg['labels'])}")
 
@@ -118,7 +122,7 @@ def classify(model_path: str, file: str, official_aux: str | None, as_json: bool
         x = load_clip(file, model.cfg.sample_rate)
     except AudioError as e:
         raise UserError(str(e)) from None
-    if model.cfg.d_input != 1:
+    if model.cfg.features == "raw" and model.cfg.d_input != 1:
         raise UserError(f"{model_path}: model takes {model.cfg.d_input} input channels, a clip has 1")
     with torch.no_grad():
         logits = model(torch.from_numpy(x)[None]).double()[0].tolist()
@@ -313,8 +317,9 @@ def evaluate(model_path, data_dir, task, plot_path, max_clips, as_json) -> None:
     from .runtime.stream import open_model
     try:
         m = open_model(model_path)
-        test = load(data_dir, "test", task, sample_rate=m.sample_rate, length=m.manifest["model_config"]["l_max"],
-                    max_per_class=max_clips)
+        mc = m.manifest["model_config"]
+        clip = mc["l_max"] * (mc.get("hop", 1) if mc.get("features") == "logmel" else 1)
+        test = load(data_dir, "test", task, sample_rate=m.sample_rate, length=clip, max_per_class=max_clips)
         if test.labels != m.labels:
             raise UserError(f"data labels {test.labels} differ from the model's {m.labels}")
         pad = (-test.x.shape[1]) % m.chunk

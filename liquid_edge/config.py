@@ -38,6 +38,12 @@ class ModelConfig:
     # what the data is
     sample_rate: int = 16000
     labels: list[str] = field(default_factory=list)
+    # input features: "raw" samples (the paper's setting) or "logmel" frames (d_input = n_mels;
+    # l_max then counts frames of `hop` samples, each frame `win` samples long)
+    features: str = "raw"
+    n_mels: int = 40
+    win: int = 400
+    hop: int = 160
 
     def __post_init__(self) -> None:
         checks = [
@@ -51,6 +57,9 @@ class ModelConfig:
              "sizes must be positive"),
             (self.n_ssm is None or (self.n_ssm >= 1 and self.d_model % self.n_ssm == 0), f"n_ssm={self.n_ssm} must divide d_model={self.d_model}"),
             (not self.labels or len(self.labels) == self.d_output, f"{len(self.labels)} labels for d_output={self.d_output}"),
+            (self.features in ("raw", "logmel"), f"features must be 'raw' or 'logmel', not {self.features!r}"),
+            (self.features == "raw" or (self.d_input == self.n_mels and self.win >= self.hop >= 1),
+             f"logmel features need d_input == n_mels ({self.d_input} != {self.n_mels}) and win >= hop >= 1"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -63,6 +72,11 @@ class ModelConfig:
         if unknown:
             raise ConfigError(f"unknown model config option(s): {', '.join(unknown)}")
         return cls(**d)
+
+    @property
+    def samples_per_step(self) -> int:
+        """Input samples per model time step: 1 for raw audio, hop for log-mel frames."""
+        return self.hop if self.features == "logmel" else 1
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

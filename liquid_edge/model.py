@@ -75,14 +75,18 @@ class LiquidS4Classifier(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
+        if cfg.features == "logmel":
+            from .features import LogMel
+            self.frontend = LogMel(cfg.sample_rate, cfg.n_mels, cfg.win, cfg.hop)
         self.encoder = nn.Sequential(nn.Linear(cfg.d_input, cfg.d_model))
         self.model = Backbone(cfg)
         self.decoder = nn.Sequential(PoolDecoder(cfg))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-step features before pooling: (B, L, d_model)."""
+        """Per-step features before pooling: (B, L, d_model). x (B, L) audio samples or (B, L, d_input)
+        inputs; with log-mel features, samples become L // hop frames first."""
         if x.dim() == 2:
-            x = x.unsqueeze(-1)
+            x = self.frontend(x) if self.cfg.features == "logmel" else x.unsqueeze(-1)
         return self.model(self.encoder(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -180,8 +180,9 @@ def train(mc: ModelConfig, dc: DataConfig, tc: TrainConfig, out: str | Path, res
     if ddp:
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
-    train_set = load(dc.dir, "train", dc.task, dc.words, mc.sample_rate, mc.l_max, max_per_class=dc.max_per_class)
-    val_set = load(dc.dir, "validation", dc.task, dc.words, mc.sample_rate, mc.l_max, max_per_class=dc.max_per_class)
+    clip = mc.l_max * mc.samples_per_step   # l_max counts model steps: samples, or log-mel frames
+    train_set = load(dc.dir, "train", dc.task, dc.words, mc.sample_rate, clip, max_per_class=dc.max_per_class)
+    val_set = load(dc.dir, "validation", dc.task, dc.words, mc.sample_rate, clip, max_per_class=dc.max_per_class)
     mc = dataclasses.replace(mc, d_output=len(train_set.labels), labels=train_set.labels)
     torch.manual_seed(tc.seed)
     model = LiquidS4Classifier(mc).to(device)

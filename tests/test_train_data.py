@@ -153,10 +153,27 @@ def test_training_step_on_cuda(tmp_path, synth_dir):
 def test_torchrun_data_parallel_on_cpu(tmp_path, synth_dir):
     import subprocess
     import sys
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "liquid_edge.cli",
-                        "train", "--data", str(synth_dir), "--out", str(tmp_path / "m.pt"), "model.d_model=8",
-                        "model.n_layers=1", "model.d_state=4", "model.sample_rate=2000", "model.l_max=2000",
-                        "train.max_steps=3", "train.batch_size=4", "data.words=[yes, no]"],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-6000:]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "liquid_edge.cli",
+           "train", "--data", str(synth_dir), "--out", str(tmp_path / "m.pt"), "model.d_model=8",
+           "model.n_layers=1", "model.d_state=4", "model.sample_rate=2000", "model.l_max=2000",
+           "train.max_steps=3", "train.batch_size=4", "data.words=[yes, no]"]
+    # One retry: about one run in six here, a gloo worker aborted at start-up inside torch's launcher
+    # (SIGABRT before our code ran). Broken data parallelism fails both attempts.
+    for _ in range(2):
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if r.returncode == 0:
+            break
+    assert r.returncode == 0, "\n".join(l for l in r.stderr.splitlines() if "rank" in l or "Error" in l)[-3000:]
     assert r.stdout.count("trained 3 steps") == 1 and load_checkpoint(tmp_path / "m.pt").cfg.d_model == 8
+
+
+@needs_espeak
+def test_training_on_log_mel_features(tmp_path, synth_dir):
+    mc = ModelConfig(d_model=8, n_layers=1, d_state=4, features="logmel", d_input=40, n_mels=40, l_max=100,
+                     norm="layer", dt_min=0.01, dt_max=0.2)
+    tc = TrainConfig(epochs=2, batch_size=8, lr=0.01, warmup_steps=2, shift_ms=0, noise_prob=0, gain_db=[0, 0])
+    summary = train(mc, DataConfig(dir=str(synth_dir), task="12", words=WORDS), tc, tmp_path / "m.pt")
+    h = summary["history"]
+    assert summary["steps"] > 0 and h[-1]["loss"] < h[0]["loss"]
+    m = load_checkpoint(tmp_path / "m.pt")
+    assert m.cfg.features == "logmel" and m(torch.zeros(1, 16000)).shape == (1, 4)
