@@ -10,6 +10,7 @@ A run fails when the logits error exceeds the tolerance (default 1e-4) or top-1 
 """
 from __future__ import annotations
 
+import copy
 import tempfile
 from dataclasses import asdict, dataclass, field
 
@@ -112,7 +113,7 @@ def run_parity(model: LiquidS4Classifier, backends: list[str], chunks=DEFAULT_CH
             r_feats = f_ref[:, :n // hop]
             r_logits = reference_logits(ref, r_feats, T // hop, module.window)
         # the same module in float64: the states a perfect float32 backend would end in
-        m64 = _double_copy(module)
+        m64 = copy.deepcopy(module).double()
         _, _, st64 = stream(BACKENDS["torch"].runner(m64, x.shape[0], ""), m64, xs.astype(np.float64),
                             [s.numpy() for s in m64.initial_state(x.shape[0], torch.float64)])
         for name in backends:
@@ -150,11 +151,6 @@ def official_deviation(model: LiquidS4Classifier, x: np.ndarray) -> str:
     agree = (official.argmax(-1) == causal.argmax(-1)).double().mean().item()
     return (f"causal vs official forward on {clips.shape[0]} clips of {L} samples: max logit deviation "
             f"{dev:.3g}, top-1 agreement {agree:.1%} (measure accuracy on your data before deploying)")
-
-
-def _double_copy(module: torch.nn.Module) -> torch.nn.Module:
-    import copy
-    return copy.deepcopy(module).double()
 
 
 def _window_reference(ref, module: WindowedModel, x: np.ndarray):

@@ -9,6 +9,8 @@ channel and layer (bench/ measures it).
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -32,7 +34,7 @@ class WindowLayer(nn.Module):
         self.kind, self.degree, self.lcontract = layer.liquid_kernel, layer.liquid_degree, layer.lcontract
         self.official, self.allcombs = layer.liquid_mode == "official", layer.allcombs
         with torch.no_grad():
-            k = _double_layer(layer).conv_kernel(W)                  # (C, H, Lk) or (C, H, 2 Lk)
+            k = copy.deepcopy(layer).double().conv_kernel(W)         # (C, H, Lk) or (C, H, 2 Lk)
             H = k.shape[1]
             if self.bidir:   # taps for offsets d = t - s in [-(W-1), W-1]: k0[d] for d >= 0, k1[-d-1] below
                 Lk = k.shape[-1] // 2
@@ -60,13 +62,7 @@ class WindowLayer(nn.Module):
         aux = layer.kernel
         dt = torch.exp(aux.log_dt.double())
         B, w, C = (torch.view_as_complex(x.double()) for x in (aux.B, aux.w, aux.C))
-        dB = liquid.discrete_B_diag(B, w, dt)
-        C2 = torch.cat([C, C.conj()], -1)
-        out = []
-        for _ in range(self.degree - 1):   # the official recursion: B̄ S^(2^(p-1)-1)
-            dB = dB * dB.sum(-1, keepdim=True)
-            out.append((C2 * dB).sum(-1).real)
-        return torch.stack(out)
+        return liquid.official_pb_coefficients(liquid.discrete_B_diag(B, w, dt), torch.cat([C, C.conj()], -1), self.degree)
 
     def _conv(self, v: torch.Tensor) -> torch.Tensor:
         """v (B, H, W) -> (B, C·H, W) in (c h) order."""
@@ -108,11 +104,6 @@ class WindowLayer(nn.Module):
                 else:
                     y = y + (U_p if self.C == 1 else U_p.repeat(1, self.C, 1)) * c_p.reshape(-1, 1)
         return y
-
-
-def _double_layer(layer):
-    import copy
-    return copy.deepcopy(layer).double()
 
 
 class WindowGraph(nn.Module):

@@ -139,9 +139,7 @@ class LiquidS4(nn.Module):
                 # real FFT of the signal: not a convolution, but what it computes.
                 x_f = x_f + torch.fft.rfft(corr, n=n).unsqueeze(1) * torch.fft.fft(k_b, n=n // 2 + 1)
             return x_f, y_extra
-        for U_p in U:
-            dB = dB * dB.sum(-1, keepdim=True)                                # B̄ S^(2^(p-1)-1)
-            dCB = (C2 * dB).sum(-1).real                                      # (C', H)
+        for dCB, U_p in zip(liquid.official_pb_coefficients(dB, C2, self.liquid_degree), U):   # (C', H)
             corr = liquid.contract(U_p, self.lcontract).flip(-1)              # (B, H, L)
             if self.bidirectional:
                 y_extra = y_extra + (corr * dCB[0, :, None] + corr.flip(-1) * dCB[1, :, None]).unsqueeze(1)

@@ -89,6 +89,16 @@ def discrete_B_diag(B: torch.Tensor, w: torch.Tensor, dt: torch.Tensor) -> torch
     return dt[:, None] * B2 / (1.0 - 0.5 * dt[:, None] * w2)
 
 
+def official_pb_coefficients(Bbar: torch.Tensor, C: torch.Tensor, degree: int) -> torch.Tensor:
+    """The official code's PB coefficients, by its own recursion B̄ <- B̄ · sum(B̄) (so B̄ S^(2^(p-1)-1)).
+    Bbar (H, 2N) from the frozen wrapper tensors, C (C', H, 2N) -> (degree-1, C', H), real."""
+    out = []
+    for _ in range(degree - 1):
+        Bbar = Bbar * Bbar.sum(-1, keepdim=True)
+        out.append((C * Bbar).sum(-1).real)
+    return torch.stack(out)
+
+
 def coefficients(Bbar: torch.Tensor, C: torch.Tensor, degree: int) -> tuple[torch.Tensor, torch.Tensor]:
     """PB and KB coefficients for p = 2..degree.
 
