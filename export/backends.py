@@ -62,10 +62,8 @@ class OnnxBackend:
         from pathlib import Path
         from ..runtime.session import OnnxStream, manifest_path
         from .onnx_graph import export_onnx
-        from .convert import WindowedModel
-        if isinstance(module, WindowedModel):   # FFT has no ONNX/TensorRT form: the direct-convolution graph
-            from .window import WindowGraph
-            module = WindowGraph(module.model, module.chunk, module.window)
+        from .window import graph_form   # FFT has no ONNX/TensorRT form
+        module = graph_form(module)
         path = Path(workdir) / "step.onnx"
         man = export_onnx(copy.deepcopy(module), path, batch=None)
         manifest_path(path).write_text(json.dumps(man))

@@ -18,7 +18,7 @@ import torch
 
 from ..checkpoint import atomic_write, load_checkpoint, sha256
 from ..runtime.session import OnnxStream, manifest_path
-from .convert import WindowedModel, streaming_module
+from .convert import streaming_module
 from .onnx_graph import export_onnx
 from .stepwise import StreamingError
 from .trt_compat import check_graph
@@ -47,11 +47,8 @@ def output_path(out: str | Path, ckpt: str | Path, chunk: int, precision: str, s
 
 def build_module(model, chunk: int, liquid_mode: str | None, window: int | None):
     """The module to export; StreamingError (one line) when the model cannot stream as asked."""
-    module = streaming_module(model, chunk, liquid_mode, window)
-    if isinstance(module, WindowedModel):   # the graph form: direct convolution, no FFT
-        from .window import WindowGraph
-        return WindowGraph(module.model, module.chunk, module.window).eval()
-    return module
+    from .window import graph_form   # windowed inference: direct convolution, no FFT
+    return graph_form(streaming_module(model, chunk, liquid_mode, window))
 
 
 @torch.no_grad()

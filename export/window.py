@@ -106,6 +106,14 @@ class WindowLayer(nn.Module):
         return y
 
 
+def graph_form(module: nn.Module) -> nn.Module:
+    """The exportable form of a streaming module: a WindowedModel (FFT) becomes its WindowGraph."""
+    from .convert import WindowedModel
+    if isinstance(module, WindowedModel):
+        return WindowGraph(module.model, module.chunk, module.window).eval()
+    return module
+
+
 class WindowGraph(nn.Module):
     """forward(x (B, T), window_state (B, W)) -> (logits, features (B, T, D), window_state_out)."""
 

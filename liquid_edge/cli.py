@@ -317,8 +317,9 @@ def evaluate(model_path, data_dir, task, plot_path, max_clips, as_json) -> None:
     from .runtime.stream import open_model
     try:
         m = open_model(model_path)
-        mc = m.manifest["model_config"]
-        clip = mc["l_max"] * (mc.get("hop", 1) if mc.get("features") == "logmel" else 1)
+        from .config import ModelConfig   # no torch: the config is plain data
+        mc = ModelConfig.from_dict(m.manifest["model_config"])
+        clip = mc.l_max * mc.samples_per_step
         test = load(data_dir, "test", task, sample_rate=m.sample_rate, length=clip, max_per_class=max_clips)
         if test.labels != m.labels:
             raise UserError(f"data labels {test.labels} differ from the model's {m.labels}")

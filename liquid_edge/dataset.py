@@ -93,8 +93,8 @@ def load(root: str | Path, split: str, task: str = "12", words: list[str] | None
         raise DataError(f"{root}: no clips in the {split} split")
     x = np.stack([load_clip(f, sample_rate, length) for f, _ in items])
     y = np.array([c for _, c in items], np.int64)
-    noise = [resample(to_mono(read_wav(f)[0]), read_wav(f)[1], sample_rate)
-             for f in sorted((root / "_background_noise_").glob("*.wav"))] if (root / "_background_noise_").is_dir() else []
+    noise = [resample(to_mono(raw), sr, sample_rate)
+             for raw, sr in map(read_wav, sorted((root / "_background_noise_").glob("*.wav")))]
     if task == "12":   # _silence_: cuts of background noise (zeros if there is none), as the standard task
         n_sil = max(1, int(silence_fraction * len(items)))
         sil = np.zeros((n_sil, length), np.float32)

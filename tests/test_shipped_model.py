@@ -54,3 +54,20 @@ def test_checkpoint_and_export_classify_the_sample_alike(onnx_model, tmp_path):
     b = json.loads(CliRunner().invoke(main, ["classify", str(onnx_model), str(tmp_path / "clip.npy"), "--json"]).output)
     assert a["top"] == b["top"] == "yes"
     assert np.abs(np.array(a["logits"]) - np.array(b["logits"])).max() < 1e-4
+
+
+def test_evaluate_on_a_small_held_out_set(onnx_model, tmp_path):
+    import shutil
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (CI installs it)")
+    from liquid_edge.synth import synthesize
+    words = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
+    synthesize(tmp_path / "d", words, per_word=4, unknown_words=["cat"], per_unknown=2, long_streams=1, seed=3)
+    r = CliRunner().invoke(main, ["evaluate", str(onnx_model), str(tmp_path / "d"), "--json",
+                                  "--plot", str(tmp_path / "curve.png")])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert d["clips"] > 0 and d["accuracy_reset"] >= 0.5 and 0 <= d["accuracy_carried"] <= 1
+    assert d["long"]["recordings"] == 1 and d["long"]["keywords"] > 0
+    assert all(0 <= row["frr"] <= 1 and row["fa_per_hour"] >= 0 for row in d["long"]["curve"])
+    assert (tmp_path / "curve.png").stat().st_size > 1000
