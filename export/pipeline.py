@@ -40,7 +40,7 @@ class ExportResult:
 
 def output_path(out: str | Path, ckpt: str | Path, chunk: int, precision: str, suffix: str = ".onnx") -> Path:
     out = Path(out)
-    if out.suffix in (".onnx", ".engine", ".ep", ".pt2"):
+    if out.suffix in (".onnx", ".engine", ".ep", ".pt2", ".npz"):
         return out.with_suffix(suffix)
     return out / f"{Path(ckpt).stem}-c{chunk}-{precision}{suffix}"
 

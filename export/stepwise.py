@@ -77,7 +77,11 @@ class StepLayer(nn.Module):
         self.C = layer.channels
         D = layer.D.detach().double()                                          # (C, H)
         # y = K̄ * v + D u: with v = u (plain, PB) D sits on the Toeplitz diagonal; KB keeps it apart
-        ops = chunk_operators(real_ssm(layer.kernel.kernel), T, b, None if self.kind == "kb" else D)
+        ssm = real_ssm(layer.kernel.kernel)
+        ops = chunk_operators(ssm, T, b, None if self.kind == "kb" else D)
+        # the recurrence itself, s = A s + B v, y = C s + D u: what the native kernel runs (not traced)
+        for name, M in (("A", ssm.A), ("B", ssm.B), ("C", ssm.C), ("D", D)):
+            self.register_buffer(f"ssm_{name}", M, persistent=False)
         self.b, self.nb, self.n = ops.b, ops.nb, ops.W2.shape[-1] // (ops.nb + 1)
         self.register_buffer("W1", ops.W1)
         self.register_buffer("W2T", ops.W2.transpose(1, 2).contiguous())       # acts from the right

@@ -16,8 +16,8 @@ class ModelError(ValueError):
 
 
 def manifest_path(model: str | Path) -> Path:
-    """X.onnx -> X.json; anything else (an engine, a temporary file) -> <name>.json."""
-    return Path(model).with_suffix(".json") if Path(model).suffix == ".onnx" else Path(str(model) + ".json")
+    """X.onnx, X.npz (native) -> X.json; anything else (an engine, a temporary file) -> <name>.json."""
+    return Path(model).with_suffix(".json") if Path(model).suffix in (".onnx", ".npz") else Path(str(model) + ".json")
 
 
 def load_manifest(model: str | Path, metadata: dict | None = None) -> dict:

@@ -1,0 +1,222 @@
+"""The native CPU backend: the stepwise model as one fused C kernel (native.c). numpy only, no torch.
+
+An export for it is `NAME.npz` (the stepwise form's float32 constants, plain matrices, and a JSON
+`meta` record) with the usual `NAME.json` manifest. The kernel is compiled here, on first use, with
+the system C compiler (`CC`, else cc / gcc / clang; -O3 -march=native) into the liquid-edge cache
+(`LIQUID_EDGE_CACHE`, default ~/.cache/liquid-edge), keyed by the source, the flags, the compiler and
+the CPU, so an engine built on one machine is never run on another.
+
+One thread; B streams run one after another inside one call.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .session import ModelError, load_manifest
+
+SOURCE = Path(__file__).with_name("native.c")
+FLAGS = ["-O3", "-std=gnu11", "-fPIC", "-shared", "-ffp-contract=fast", "-fno-math-errno"]
+LIBS = ["-lm"]
+NORMS = {"none": 0, "affine": 1, "layer": 2}
+LIQUID = {None: 0, "polyb": 1, "kb": 2}
+CONTRACT = {None: 0, "none": 0, "tanh": 1, "lecun": 2}
+FORMAT = "liquid-edge-native/1"
+
+_P = ctypes.POINTER(ctypes.c_float)
+
+
+class _Layer(ctypes.Structure):
+    _fields_ = [("norm", ctypes.c_int), ("eps", ctypes.c_float), ("na", _P), ("nb", _P),
+                ("liquid", ctypes.c_int), ("degree", ctypes.c_int), ("contract", ctypes.c_int), ("lc", _P),
+                ("A", _P), ("B", _P), ("C", _P), ("D", _P), ("Wo", _P), ("bo", _P)]
+
+
+class _Model(ctypes.Structure):
+    _fields_ = [("H", ctypes.c_int), ("n", ctypes.c_int), ("C", ctypes.c_int), ("L", ctypes.c_int),
+                ("d_in", ctypes.c_int), ("prenorm", ctypes.c_int), ("We", _P), ("be", _P),
+                ("fnorm", ctypes.c_int), ("feps", ctypes.c_float), ("fa", _P), ("fb", _P),
+                ("layers", ctypes.POINTER(_Layer)), ("K", ctypes.c_int), ("pool", ctypes.c_int),
+                ("nwin", ctypes.c_int), ("Wd", _P), ("bd", _P)]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LIQUID_EDGE_CACHE", Path.home() / ".cache" / "liquid-edge"))
+
+
+def _compiler() -> str:
+    cc = os.environ.get("CC") or next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
+    if not cc or not shutil.which(cc.split()[0]):
+        raise ModelError("the native backend needs a C compiler (set CC, or install gcc: apt-get install gcc)")
+    return cc
+
+
+def _cpu_id() -> str:
+    try:   # the instruction-set flags: -march=native code must not move to another CPU
+        return next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith(("flags", "Features")))
+    except (OSError, StopIteration):
+        return platform.processor()
+
+
+def kernel_library() -> ctypes.CDLL:
+    """The compiled kernel, built once per source, compiler and CPU."""
+    cc = _compiler()
+    try:
+        version = subprocess.run(cc.split() + ["--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        raise ModelError(f"the C compiler {cc!r} does not run ({e})") from None
+    src = SOURCE.read_bytes()
+    attempts = [FLAGS + ["-march=native"], FLAGS]   # some compilers / CPUs have no -march=native
+    for flags in attempts:
+        key = hashlib.sha256(src + " ".join([cc, *flags, version, platform.machine(), _cpu_id()]).encode()).hexdigest()[:16]
+        lib = cache_dir() / "native" / f"le-{key}.so"
+        if not lib.is_file():
+            lib.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".le-", suffix=".so", dir=lib.parent)
+            os.close(fd)
+            r = subprocess.run(cc.split() + flags + [str(SOURCE), "-o", tmp] + LIBS, capture_output=True, text=True)
+            if r.returncode:
+                os.unlink(tmp)
+                err = (r.stderr.strip().splitlines() or ["no message"])[-1]
+                continue
+            os.replace(tmp, lib)
+        so = ctypes.CDLL(str(lib))
+        so.le_chunk.restype = ctypes.c_int
+        so.le_chunk.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int] + [ctypes.c_void_p] * 7
+        so.le_work_floats.restype = ctypes.c_size_t
+        so.le_work_floats.argtypes = [ctypes.POINTER(_Model), ctypes.c_int]
+        return so
+    raise ModelError(f"compiling the native kernel with {cc} failed: {err}")
+
+
+def pack_panels(W: np.ndarray) -> np.ndarray:
+    """W (K, N), N a multiple of 8 -> the kernel's layout: panels of 16 columns (the last may have 8),
+    each K x width row-major, one after another."""
+    K, N = W.shape
+    return np.ascontiguousarray(np.concatenate([W[:, j:j + 16].ravel() for j in range(0, N, 16)]), np.float32)
+
+
+def group_major(M: np.ndarray) -> np.ndarray:
+    """(..., H) -> (H/8, ..., 8): each group of 8 channels' parameters contiguous, as the kernel reads them."""
+    *lead, H = M.shape
+    G = M.reshape(*lead, H // 8, 8)
+    return np.ascontiguousarray(np.moveaxis(G, -2, 0), np.float32)
+
+
+def _ptr(a: np.ndarray | None):
+    return a.ctypes.data_as(_P) if a is not None else None
+
+
+class NativeStream:
+    """A streaming session on a native export (NAME.npz + NAME.json); the API of OnnxStream."""
+
+    backend = "native"
+
+    def __init__(self, path: str | Path, threads: int = 1):
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"{path}: no such file")
+        self.manifest = load_manifest(path)
+        if self.manifest.get("format") != FORMAT:
+            raise ModelError(f"{path}: not a native export (manifest format {self.manifest.get('format')!r})")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+            meta = json.loads(str(arrays.pop("meta")))
+        except (OSError, ValueError, KeyError) as e:
+            raise ModelError(f"{path}: not a native weights file ({str(e).splitlines()[0][:120]})") from None
+        self.meta, self.arrays = meta, {k: np.ascontiguousarray(v, np.float32) for k, v in arrays.items()}
+        self.lib = kernel_library()
+        self._model = self._build()
+        self._model_ptr = ctypes.addressof(self._model)
+        self._K = self.arrays["dec_W"].shape[0]
+        self._state_names = [s["name"] for s in self.manifest["states"]]
+        self._frame_idx = np.arange(meta["steps"])[:, None] * meta["hop"] + np.arange(meta["win"])
+        self._work: dict[int, np.ndarray] = {}
+
+    def _build(self) -> _Model:
+        m, a = self.meta, self.arrays
+        H, L = m["H"], m["L"]
+        if H % 8:
+            raise ModelError(f"the native backend needs d_model divisible by 8, not {H}")
+        keep = []   # the packed copies must outlive the structures that point at them
+
+        def arr(name):
+            x = a[name]
+            keep.append(x)
+            return _ptr(x)
+
+        def packed(name, pack=pack_panels):
+            x = pack(a[name])
+            keep.append(x)
+            return _ptr(x)
+
+        layers = (_Layer * L)()
+        for i, ly in enumerate(m["layers"]):
+            p = f"layer{i}."
+            layers[i] = _Layer(NORMS[ly["norm"]], ly["eps"], arr(p + "norm_a"), arr(p + "norm_b"),
+                               LIQUID[ly["liquid"]], ly["degree"], CONTRACT[ly["contract"]],
+                               arr(p + "lc") if ly["liquid"] else None,
+                               packed(p + "A", group_major), packed(p + "B", group_major),
+                               packed(p + "C", group_major), arr(p + "D"), packed(p + "Wo"), arr(p + "bo"))
+        fn = m["final_norm"]
+        model = _Model(H, m["n"], m["C"], L, m["d_in"], int(m["prenorm"]), packed("enc_W"), arr("enc_b"),
+                       NORMS[fn["norm"]], fn["eps"], arr("final_a"), arr("final_b"), layers,
+                       a["dec_W"].shape[0], int(m["pool"] == "mean"), m["window"] // m["steps"],
+                       arr("dec_W"), arr("dec_b"))
+        self._keep = (keep, layers)
+        return model
+
+    @property
+    def chunk(self) -> int:
+        return int(self.manifest["chunk"])
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.manifest["sample_rate"])
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.manifest["labels"])
+
+    def initial_state(self, batch: int = 1) -> list[np.ndarray]:
+        return [np.zeros([batch, *s["shape"][1:]], np.float32) for s in self.manifest["states"]]
+
+    def step(self, samples: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """samples (B, chunk) float32 -> logits (B, K), features (B, steps, D), new states (fresh arrays:
+        the inputs are not modified)."""
+        m, a = self.meta, self.arrays
+        x = np.ascontiguousarray(samples, np.float32)
+        if x.ndim != 2 or x.shape[1] != self.chunk:
+            raise ModelError(f"samples must be (batch, {self.chunk}), not {x.shape}")
+        new = [np.array(v, np.float32) for v in states]          # copies: the kernel updates them in place
+        st = dict(zip(self._state_names, new))
+        if m["features"] == "logmel":   # the causal front end: frames ending at hop boundaries
+            xe = np.concatenate([st["frontend_state"], x], 1)
+            st["frontend_state"][:] = xe[:, x.shape[1]:]
+            f = xe[:, self._frame_idx]                                # (B, steps, win)
+            re, im = f @ a["fe_cos"], f @ a["fe_sin"]
+            x = np.log((re * re + im * im) @ a["fe_mel"] + np.float32(1e-6)).astype(np.float32)
+        B, T = x.shape[0], m["steps"]
+        x = np.ascontiguousarray(x, np.float32)
+        feats = np.empty((B, T, m["H"]), np.float32)
+        logits = np.empty((B, self._K), np.float32)
+        work = self._work.get(T)
+        if work is None:
+            work = self._work[T] = np.empty(self.lib.le_work_floats(ctypes.byref(self._model), T), np.float32)
+        liq, pool = st.get("liquid_state"), st.get("pool_state")
+        rc = self.lib.le_chunk(self._model_ptr, B, T, x.ctypes.data, st["ssm_state"].ctypes.data,
+                               None if liq is None else liq.ctypes.data, None if pool is None else pool.ctypes.data,
+                               feats.ctypes.data, logits.ctypes.data, work.ctypes.data)
+        if rc:
+            raise ModelError("the native kernel refused this model (state size, degree or channels beyond its limits)")
+        return logits, feats, new
