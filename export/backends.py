@@ -18,6 +18,8 @@ class Backend(Protocol):
 
     def unavailable(self) -> str | None: ...
 
+    def unsupported(self, module: torch.nn.Module) -> str | None: ...
+
     def runner(self, module: torch.nn.Module, batch: int, workdir: str) -> Runner: ...
 
 
@@ -26,6 +28,9 @@ class TorchBackend:
     name = "torch"
 
     def unavailable(self) -> str | None:
+        return None
+
+    def unsupported(self, module: torch.nn.Module) -> str | None:
         return None
 
     def runner(self, module: torch.nn.Module, batch: int, workdir: str) -> Runner:
@@ -54,6 +59,9 @@ class OnnxBackend:
             import onnxruntime  # noqa: F401
         except ImportError as e:
             return f"{e.name} is not installed (pip install 'liquid-edge[onnx]')"
+        return None
+
+    def unsupported(self, module: torch.nn.Module) -> str | None:
         return None
 
     def runner(self, module: torch.nn.Module, batch: int, workdir: str) -> Runner:
@@ -86,6 +94,9 @@ class TensorRTBackend:
             return "cuda-python is not installed"
         return None
 
+    def unsupported(self, module: torch.nn.Module) -> str | None:
+        return None
+
     def runner(self, module: torch.nn.Module, batch: int, workdir: str) -> Runner:
         import copy
         from pathlib import Path
@@ -98,6 +109,34 @@ class TensorRTBackend:
         return _session_runner(TrtStream(engine))
 
 
+class NativeBackend:
+    """The stepwise module's constants in the fused C kernel (runtime/native.c), compiled here; CPU."""
+    name = "native"
+
+    def unavailable(self) -> str | None:
+        from ..runtime.native import kernel_library
+        from ..runtime.session import ModelError
+        try:
+            kernel_library()
+        except ModelError as e:
+            return str(e)
+        return None
+
+    def unsupported(self, module: torch.nn.Module) -> str | None:
+        from .native import unsupported_reason
+        return unsupported_reason(module)
+
+    def runner(self, module: torch.nn.Module, batch: int, workdir: str) -> Runner:
+        import json
+        from pathlib import Path
+        from ..runtime.native import NativeStream
+        from ..runtime.session import manifest_path
+        from .native import save_native
+        path = Path(workdir) / "step.npz"
+        manifest_path(path).write_text(json.dumps(save_native(module, path)))
+        return _session_runner(NativeStream(path))
+
+
 def _session_runner(sess) -> Runner:
     def run(x: np.ndarray, states: list) -> tuple:
         return sess.step(x.astype(np.float32), [np.asarray(s, np.float32) for s in states])
@@ -105,4 +144,5 @@ def _session_runner(sess) -> Runner:
 
 
 register(OnnxBackend())
+register(NativeBackend())
 register(TensorRTBackend())

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import atomic_write, load_checkpoint, sha256
-from ..runtime.native import FORMAT, NativeStream
+from ..runtime.native import CMAX, FORMAT, NMAX, PMAX, VL, NativeStream
 from ..runtime.session import manifest_path
 from .onnx_graph import manifest_for
 from .stepwise import Affine, FeatureLayerNorm, StepwiseModel, StreamingError
@@ -35,11 +35,27 @@ def _norm(mod) -> tuple[dict, np.ndarray, np.ndarray]:
     return {"norm": "none", "eps": 0.0}, None, None
 
 
+def unsupported_reason(module) -> str | None:
+    """Why the kernel cannot run this module, in one line; None when it can."""
+    if not isinstance(module, StepwiseModel):
+        return "the native kernel runs the exact stepwise form; windowed inference exports to ONNX"
+    cfg = module.cfg
+    if module.precision != "fp32":
+        return "the native kernel computes in fp32"
+    if cfg.d_model % VL:
+        return f"the native kernel needs d_model divisible by {VL}, not {cfg.d_model}"
+    if module.n > NMAX or cfg.channels > CMAX or (cfg.liquid_kernel and cfg.liquid_degree > PMAX):
+        return (f"the native kernel takes at most {NMAX} real states, {CMAX} channels and liquid degree {PMAX} "
+                f"(this model: {module.n}, {cfg.channels}, {cfg.liquid_degree})")
+    return None
+
+
 def native_arrays(step: StepwiseModel) -> tuple[dict, dict[str, np.ndarray]]:
     """(meta, arrays) for the kernel: per layer A (n, n, H), B (n, H), C (C, n, H), D (C, H), the
     liquid coefficients (PB: (P-1, C, H); KB: (P-1, H)), the GLU projection transposed (C·H, 2H)."""
-    if not isinstance(step, StepwiseModel) or step.precision != "fp32":
-        raise StreamingError("the native backend runs the exact fp32 stepwise form (no windowed inference, no fp16)")
+    why = unsupported_reason(step)
+    if why:
+        raise StreamingError(why)
     cfg = step.cfg
     H = cfg.d_model
     arrays, layers = {}, []

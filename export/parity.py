@@ -121,7 +121,7 @@ def run_parity(model: LiquidS4Classifier, backends: list[str], chunks=DEFAULT_CH
             if be is None:
                 rows.append(Row(name, T, n, skipped=f"unknown backend (known: {', '.join(BACKENDS)})"))
                 continue
-            why = be.unavailable()
+            why = be.unavailable() or be.unsupported(module)
             if why:
                 rows.append(Row(name, T, n, skipped=why))
                 continue

@@ -103,10 +103,11 @@ def info(ckpt: str, official_aux: str | None, as_json: bool) -> None:
 def classify(model_path: str, file: str, official_aux: str | None, as_json: bool) -> None:
     """Classify one clip (.wav, or .npy of float samples) with a checkpoint or an exported model.
 
-    An exported model (.onnx, .engine) streams the clip from a zero state through its step graph and
-    reports the pooled logits after the last sample; it runs without torch."""
+    An exported model (.onnx, .npz, .engine) streams the clip from a zero state through its step graph
+    and reports the pooled logits after the last sample; it runs without torch."""
     from .runtime.audio import AudioError, load_clip
-    if Path(model_path).suffix in (".onnx", ".engine", ".plan", ".trt"):
+    from .runtime.stream import EXPORTED
+    if Path(model_path).suffix in EXPORTED:
         from .runtime.session import ModelError
         from .runtime.stream import classify_clip, open_model
         try:
@@ -132,7 +133,7 @@ def classify(model_path: str, file: str, official_aux: str | None, as_json: bool
 @main.command()
 @ckpt_arg
 @aux_opt
-@click.option("--backends", default="torch,onnx,trt", show_default=True, help="Comma-separated stepwise backends.")
+@click.option("--backends", default="torch,onnx,native,trt", show_default=True, help="Comma-separated stepwise backends.")
 @click.option("--chunk", "chunks", default="1,160,1000", show_default=True, help="Comma-separated chunk lengths.")
 @click.option("--seconds", type=float, default=None, help="Stream length [default: 10x the training length].")
 @click.option("--liquid-mode", type=click.Choice(["exact", "causal", "window"]), default=None,
@@ -174,8 +175,8 @@ def parity(ckpt, official_aux, backends, chunks, seconds, liquid_mode, window, a
 @main.command()
 @ckpt_arg
 @aux_opt
-@click.option("--target", type=click.Choice(["onnx", "trt", "torch-trt"]), default="onnx", show_default=True)
-@click.option("-o", "--out", default="exported", show_default=True, help="Output directory, or a .onnx file path.")
+@click.option("--target", type=click.Choice(["onnx", "trt", "torch-trt", "native"]), default="onnx", show_default=True)
+@click.option("-o", "--out", default="exported", show_default=True, help="Output directory, or a .onnx (.npz) file path.")
 @click.option("--chunk", type=int, default=160, show_default=True, help="Samples per call (static).")
 @click.option("--batch", default="1", show_default=True, help="Streams per call: an integer, or 'dynamic'.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
@@ -187,7 +188,8 @@ def parity(ckpt, official_aux, backends, chunks, seconds, liquid_mode, window, a
 @click.option("--opt-batch", type=int, default=1, show_default=True, help="TensorRT profile: optimal batch (dynamic batch).")
 @click.option("--max-batch", type=int, default=16, show_default=True, help="TensorRT profile: largest batch (dynamic batch).")
 def export(ckpt, official_aux, target, out, chunk, batch, precision, liquid_mode, window, tol, opt_batch, max_batch) -> None:
-    """Export the streaming step graph: ONNX (always), then a TensorRT engine or torch-tensorrt program.
+    """Export the streaming step graph: ONNX (always), then a TensorRT engine or torch-tensorrt program;
+    or, with --target native, the constants of the fused CPU kernel (NAME.npz, any batch, fp32).
 
     Exit 0 on success, 1 when a check fails, 2 on bad input, 3 when TensorRT / a GPU is missing (the
     ONNX graph and manifest are still written and the trtexec command to run on the target is printed).
@@ -202,6 +204,9 @@ def export(ckpt, official_aux, target, out, chunk, batch, precision, liquid_mode
         raise UserError("--chunk and --batch must be positive")
     log = lambda m: click.echo(m, err=True)  # noqa: E731
     from .export.stepwise import StreamingError
+    if target == "native":
+        _export_native(ckpt, out, chunk, precision, liquid_mode, window, official_aux, tol, log)
+        return
     try:
         res = export_onnx_checked(ckpt, out, chunk, nbatch, precision, liquid_mode, window, official_aux, tol, log)
     except (CheckpointError, StreamingError) as e:
@@ -237,6 +242,24 @@ def export(ckpt, official_aux, target, out, chunk, batch, precision, liquid_mode
         click.echo(f"error: no torch-tensorrt program built: {e}", err=True)
         sys.exit(EXIT_NO_TENSORRT)
     click.echo(f"wrote {path}")
+
+
+def _export_native(ckpt, out, chunk, precision, liquid_mode, window, official_aux, tol, log) -> None:
+    from .checkpoint import CheckpointError
+    from .export.native import export_native_checked
+    from .export.pipeline import ExportError
+    from .export.stepwise import StreamingError
+    from .runtime.session import ModelError
+    if precision != "fp32":
+        raise UserError("the native kernel computes in fp32 (--precision fp16 is for ONNX / TensorRT)")
+    try:
+        path, man = export_native_checked(ckpt, out, chunk, liquid_mode, window, official_aux, tol or 1e-4, log)
+    except (CheckpointError, StreamingError, ModelError) as e:
+        raise UserError(str(e)) from None
+    except ExportError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) and {path.with_suffix('.json').name}")
 
 
 def _thresholds(spec: str | None) -> tuple[float | None, dict[str, float]]:
@@ -356,8 +379,8 @@ def evaluate(model_path, data_dir, task, plot_path, max_clips, as_json) -> None:
 
 @main.command()
 @click.argument("model_path", type=click.Path(dir_okay=False))
-@click.option("--backend", type=click.Choice(["torch", "onnx", "trt"]), default=None,
-              help="[default: torch for a checkpoint, onnx for .onnx, trt for an engine]")
+@click.option("--backend", type=click.Choice(["torch", "onnx", "native", "trt"]), default=None,
+              help="[default: torch for a checkpoint, onnx for .onnx, native for .npz, trt for an engine]")
 @click.option("--chunk", "chunks", multiple=True, type=int, help="Chunk length(s) (checkpoints) [default: 160].")
 @click.option("--streams", type=int, default=1, show_default=True, help="Streams per call (batched).")
 @click.option("--threads", type=int, default=1, show_default=True)
@@ -372,9 +395,10 @@ def bench(model_path, backend, chunks, streams, threads, seconds, as_json, plot_
     import tempfile
     from .runtime.benchmark import parse_trtexec, synthetic_audio, time_stream, trtexec_bench_command
     from .runtime.session import ModelError
+    from .runtime.stream import EXPORTED
     suffix = Path(model_path).suffix
-    exported = suffix in (".onnx", ".engine", ".plan", ".trt")
-    backend = backend or ("onnx" if suffix == ".onnx" else "trt" if exported else "torch")
+    exported = suffix in EXPORTED
+    backend = backend or {".onnx": "onnx", ".npz": "native"}.get(suffix, "trt" if exported else "torch")
     results, dists, extra = [], {}, {}
     try:
         if exported:
@@ -396,13 +420,20 @@ def bench(model_path, backend, chunks, streams, threads, seconds, as_json, plot_
                         lo, f, *s2 = step(torch.from_numpy(x), *st)
                         return lo, f, s2
                     runs.append((T, fn, step.initial_state(streams), model.cfg.sample_rate, macs))
-                else:
-                    from .export.onnx_graph import export_onnx
-                    from .runtime.session import OnnxStream, manifest_path
-                    tmp = Path(tempfile.mkdtemp()) / f"b{T}.onnx"
-                    man = export_onnx(step, tmp, batch=None)
+                elif backend == "trt":
+                    raise UserError("benchmark a TensorRT engine: export it (--target trt), then bench the .engine")
+                else:   # exported to a temporary folder first: what a deployment runs
+                    from .runtime.session import manifest_path
+                    from .runtime.stream import open_model
+                    tmp = Path(tempfile.mkdtemp()) / (f"b{T}.onnx" if backend == "onnx" else f"b{T}.npz")
+                    if backend == "onnx":
+                        from .export.onnx_graph import export_onnx
+                        man = export_onnx(step, tmp, batch=None)
+                    else:
+                        from .export.native import save_native
+                        man = save_native(step, tmp)
                     manifest_path(tmp).write_text(json.dumps(man))
-                    sess = OnnxStream(tmp, threads)
+                    sess = open_model(tmp, threads)
                     runs.append((T, sess.step, sess.initial_state(streams), model.cfg.sample_rate, macs))
         for T, fn, st, sr, macs in runs:
             audio = synthetic_audio(seconds, sr, streams)

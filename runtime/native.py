@@ -31,6 +31,7 @@ NORMS = {"none": 0, "affine": 1, "layer": 2}
 LIQUID = {None: 0, "polyb": 1, "kb": 2}
 CONTRACT = {None: 0, "none": 0, "tanh": 1, "lecun": 2}
 FORMAT = "liquid-edge-native/1"
+VL, NMAX, PMAX, CMAX = 8, 64, 8, 4   # native.c: lanes, largest state, liquid degree, channels
 
 _P = ctypes.POINTER(ctypes.c_float)
 

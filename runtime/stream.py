@@ -18,15 +18,22 @@ from .detect import DetectionConfig, Detector
 from .session import ModelError, OnnxStream
 
 
+EXPORTED = (".onnx", ".npz", ".engine", ".plan", ".trt")   # the suffixes open_model takes
+
+
 def open_model(path: str | Path, threads: int = 1):
-    """An exported model: .onnx through ONNX Runtime, .engine / .plan through TensorRT."""
+    """An exported model: .onnx through ONNX Runtime, .npz through the native CPU kernel, .engine /
+    .plan through TensorRT."""
     path = Path(path)
     if path.suffix == ".onnx":
         return OnnxStream(path, threads)
+    if path.suffix == ".npz":
+        from .native import NativeStream
+        return NativeStream(path, threads)
     if path.suffix in (".engine", ".plan", ".trt"):
         from .trt_session import TrtStream
         return TrtStream(path)
-    raise ModelError(f"{path}: not an exported model (.onnx, or a TensorRT .engine with its .json manifest)")
+    raise ModelError(f"{path}: not an exported model (.onnx, a native .npz, or a TensorRT .engine with its .json manifest)")
 
 
 @dataclass

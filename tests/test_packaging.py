@@ -15,8 +15,10 @@ def test_wheel_installs_into_a_clean_venv(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(tmp_path / "dist"), str(ROOT)], check=True)
     wheel = next((tmp_path / "dist").glob("liquid_edge-*.whl"))
-    tops = {n.split("/")[0] for n in zipfile.ZipFile(wheel).namelist()}
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names}
     assert all(t.startswith("liquid_edge") for t in tops), tops
+    assert "liquid_edge/runtime/native.c" in names   # the native kernel compiles from it on the device
     venv.create(tmp_path / "env", with_pip=True)
     py = tmp_path / "env" / "bin" / "python"
     subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True)
