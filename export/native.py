@@ -51,7 +51,7 @@ def unsupported_reason(module) -> str | None:
 
 
 def native_arrays(step: StepwiseModel) -> tuple[dict, dict[str, np.ndarray]]:
-    """(meta, arrays) for the kernel: per layer A (n, n, H), B (n, H), C (C, n, H), D (C, H), the
+    """(meta, arrays) for the kernel: per layer dA = A - I (n, n, H), B (n, H), C (C, n, H), D (C, H), the
     liquid coefficients (PB: (P-1, C, H); KB: (P-1, H)), the GLU projection transposed (C·H, 2H)."""
     why = unsupported_reason(step)
     if why:
@@ -63,7 +63,7 @@ def native_arrays(step: StepwiseModel) -> tuple[dict, dict[str, np.ndarray]]:
         p = f"layer{i}."
         info, a, b = _norm(ly.norm)
         arrays[p + "norm_a"], arrays[p + "norm_b"] = (a, b) if a is not None else (np.ones(H, np.float32), np.zeros(H, np.float32))
-        arrays[p + "A"] = _np(ly.ssm_A.permute(1, 2, 0))
+        arrays[p + "dA"] = _np(ly.ssm_dA.permute(1, 2, 0))
         arrays[p + "B"] = _np(ly.ssm_B.t())
         arrays[p + "C"] = _np(ly.ssm_C.permute(0, 2, 1))
         arrays[p + "D"] = _np(ly.ssm_D)

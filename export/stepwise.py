@@ -79,8 +79,11 @@ class StepLayer(nn.Module):
         # y = K̄ * v + D u: with v = u (plain, PB) D sits on the Toeplitz diagonal; KB keeps it apart
         ssm = real_ssm(layer.kernel.kernel)
         ops = chunk_operators(ssm, T, b, None if self.kind == "kb" else D)
-        # the recurrence itself, s = A s + B v, y = C s + D u: what the native kernel runs (not traced)
-        for name, M in (("A", ssm.A), ("B", ssm.B), ("C", ssm.C), ("D", D)):
+        # the recurrence itself, what the native kernel runs (not traced): s += dA s + B v, y = C s + D u.
+        # dA = A - I, taken in float64: slow modes have eigenvalues within ~1e-3 of 1, so A itself in
+        # float32 would move them by up to 1e-4 relative; dA keeps float32's full relative precision.
+        dA = ssm.A - torch.eye(ssm.A.shape[-1], dtype=ssm.A.dtype)
+        for name, M in (("dA", dA), ("B", ssm.B), ("C", ssm.C), ("D", D)):
             self.register_buffer(f"ssm_{name}", M, persistent=False)
         self.b, self.nb, self.n = ops.b, ops.nb, ops.W2.shape[-1] // (ops.nb + 1)
         self.register_buffer("W1", ops.W1)

@@ -56,6 +56,18 @@ def time_stream(step, states, audio: np.ndarray, chunk: int, sample_rate: int, w
                   float(ms.max()), rtf, B / (rtf * threads), peak_rss_mb()), ms
 
 
+def machine_label() -> str:
+    """'x86_64 AMD EPYC (2 cores)': what absolute times are labelled with."""
+    import os
+    import platform
+    cpu = platform.processor()
+    try:
+        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")) or cpu
+    except (OSError, StopIteration):
+        pass
+    return f"{platform.machine()} {cpu} ({os.cpu_count()} cores)".replace("  ", " ")
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 

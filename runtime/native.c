@@ -6,10 +6,11 @@
  * per-channel matrix product separately (~25 passes over the activations per layer); here each layer
  * is two passes and one register-blocked matrix product:
  *
- *   pass 1, per group of 8 channels, sample by sample:  u = norm(x); liquid correlations;
- *           s = A s + B v; y = C s + D u (+ PB terms); g = GELU(y)       (the recurrence, exact)
- *   GEMM:   z = g Wo^T + bo                                                  (T x 2H, blocked 6x16)
- *   pass 2: x = x + z[:H] * sigmoid(z[H:])  (post-norm: x = norm(x + ...))
+ *   u = norm(x); the liquid correlations of the chunk (PB terms, or the KB input v)
+ *   per group of 8 channels, sample by sample: s += dA s + B v; y = C s + D u   (the recurrence)
+ *   g = GELU(y)
+ *   x += (g Wa + ba) * sigmoid(g Wb + bb): the GLU projection, gate and residual in one blocked
+ *   matrix product (post-norm models: then x = norm(x))
  *
  * The state update is the dense real bilinear system computed in float64 at conversion (never
  * eigen-diagonalised, DESIGN.md section 1); the recurrence is the exact stepwise form, so no chunk
@@ -154,6 +155,43 @@ static void gemm(int M, int N, int K, const float *G, int ldg, const float *W, c
     }
 }
 
+/* The GLU projection with the gate and the residual in its epilogue: X (M x H, row stride H) +=
+ * (G Wa + ba) * sigmoid(G Wb + bb), Wa and Wb (K x H) packed as panels of 8 columns (native.py:
+ * pack_panels(W, 8)). A block is 6 rows x (8 value + 8 gate columns): twelve accumulators, two weight
+ * vectors and a broadcast fill the 16 AVX registers, and z is never written to memory. */
+static void glu_block(int K, const float *g, int ldg, const float *wa, const float *wb, const float *ba,
+                      const float *bb, float *x, int ldx, int rows) {
+    vf a = ld(ba), b = ld(bb);
+    vf p0 = a, p1 = a, p2 = a, p3 = a, p4 = a, p5 = a, q0 = b, q1 = b, q2 = b, q3 = b, q4 = b, q5 = b;
+    const float *g0 = g, *g1 = g + ldg, *g2 = g + 2 * ldg, *g3 = g + 3 * ldg, *g4 = g + 4 * ldg, *g5 = g + 5 * ldg;
+    for (int k = 0; k < K; k++, wa += 8, wb += 8) {
+        vf va = ld(wa), vb = ld(wb), c;
+        c = bcm(g0 + k); p0 += c * va; q0 += c * vb;
+        c = bcm(g1 + k); p1 += c * va; q1 += c * vb;
+        c = bcm(g2 + k); p2 += c * va; q2 += c * vb;
+        c = bcm(g3 + k); p3 += c * va; q3 += c * vb;
+        c = bcm(g4 + k); p4 += c * va; q4 += c * vb;
+        c = bcm(g5 + k); p5 += c * va; q5 += c * vb;
+    }
+    vf p[MR] = {p0, p1, p2, p3, p4, p5}, q[MR] = {q0, q1, q2, q3, q4, q5};
+    for (int i = 0; i < rows; i++) st(x + (size_t)i * ldx, ld(x + (size_t)i * ldx) + p[i] * vsigmoid(q[i]));
+}
+
+static void glu_gemm(int M, int H, int K, const float *G, int ldg, const float *Wa, const float *Wb,
+                     const float *ba, const float *bb, float *X, float *pad) {
+    for (int j0 = 0; j0 < H; j0 += 8) {
+        const float *wa = Wa + (size_t)j0 * K, *wb = Wb + (size_t)j0 * K;
+        int i = 0;
+        for (; i + MR <= M; i += MR)
+            glu_block(K, G + (size_t)i * ldg, ldg, wa, wb, ba + j0, bb + j0, X + (size_t)i * H + j0, H, MR);
+        if (i < M) {
+            memset(pad, 0, sizeof(float) * MR * K);
+            for (int r = 0; r < M - i; r++) memcpy(pad + r * K, G + (size_t)(i + r) * ldg, sizeof(float) * K);
+            glu_block(K, pad, K, wa, wb, ba + j0, bb + j0, X + (size_t)i * H + j0, H, M - i);
+        }
+    }
+}
+
 /* ---- the model ---------------------------------------------------------------------------------- */
 typedef struct {
     int norm;                    /* 0 none, 1 affine (BatchNorm folded), 2 LayerNorm */
@@ -161,9 +199,9 @@ typedef struct {
     const float *na, *nb;        /* (H) scale and shift, or LayerNorm weight and bias */
     int liquid, degree, contract;/* liquid: 0 none, 1 PB, 2 KB; contract: 0 none, 1 tanh, 2 lecun */
     const float *lc;             /* PB: (P-1, C, H) c_p; KB: (P-1, H) s_p */
-    const float *A, *B, *C, *D;  /* s = A s + B v, y = C s + D u: A (H/8, n, n, 8), B (H/8, n, 8),
-                                    C (H/8, C, n, 8), D (C, H) */
-    const float *Wo, *bo;        /* GLU projection (C·H -> 2H), packed; bias (2H) */
+    const float *dA, *B, *C, *D; /* s += dA s + B v, y = C s + D u (dA = A - I): dA (H/8, n, n, 8),
+                                    B (H/8, n, 8), C (H/8, C, n, 8), D (C, H) */
+    const float *Wa, *Wb, *ba, *bb;  /* GLU projection (C·H -> H, twice: value and gate), packed; biases (H) */
 } le_layer;
 
 typedef struct {
@@ -204,6 +242,20 @@ static void norm_rows(int kind, float eps, const float *a, const float *b, int T
 static void liquid_terms(const le_layer *ly, int H, int Cn, int T, const float *u, float *hist, float *R,
                          float *y, float *v) {
     int P1 = ly->degree - 1;
+    if (P1 == 1) {   /* degree 2, the common case: U_2[t] = u[t] u[t-1] straight from u, one pass */
+        for (int t = 0; t < T; t++) {
+            const float *prev = t ? u + (size_t)(t - 1) * H : hist, *cur = u + (size_t)t * H;
+            for (int h = 0; h < H; h += VL) {
+                vf U = contract(ld(cur + h) * ld(prev + h), ly->contract);
+                if (ly->liquid == 2)
+                    st(v + (size_t)t * H + h, ld(cur + h) + ld(ly->lc + h) * U);
+                else
+                    for (int c = 0; c < Cn; c++) st(y + ((size_t)t * Cn + c) * H + h, ld(ly->lc + (size_t)c * H + h) * U);
+            }
+        }
+        memcpy(hist, u + (size_t)(T - 1) * H, sizeof(float) * H);
+        return;
+    }
     memcpy(R, hist, sizeof(float) * P1 * H);
     memcpy(R + (size_t)P1 * H, u, sizeof(float) * T * H);
     memcpy(hist, R + (size_t)T * H, sizeof(float) * P1 * H);
@@ -229,9 +281,10 @@ static void liquid_terms(const le_layer *ly, int H, int Cn, int T, const float *
     }
 }
 
-/* The recurrence for channels h0..h0+7: s = A s + B v, y[t] += C s + D u (y (T x C·H)); the state
- * (H, n) at the interface is updated. NN: the state size at compile time, so s stays in registers;
- * each sum is split in two chains to halve the latency of the step-to-step dependency. */
+/* The recurrence for channels h0..h0+7: s += dA s + B v, y[t] += C s + D u (y (T x C·H)); the state
+ * (H, n) at the interface is updated. The increment form keeps slow modes (A near I) accurate over
+ * long streams: the only large rounding per step is the final add. NN: the state size at compile
+ * time, so s stays in registers; each sum is split in two chains to halve the step-to-step latency. */
 #define RECURRENCE(NAME, NN)                                                                            \
 static void NAME(const le_layer *ly, int H, int n, int Cn, int T, int h0, const float *u, const float *v, \
                  float *state, float *y) {                                                             \
@@ -244,7 +297,7 @@ static void NAME(const le_layer *ly, int H, int n, int Cn, int T, int h0, const 
     }                                                                                                  \
     /* this group's parameters are contiguous (native.py: group_major): constant offsets below */      \
     const size_t g = h0 / VL;                                                                          \
-    const float *A = ly->A + g * N * N * VL, *B = ly->B + g * N * VL, *C = ly->C + g * Cn * N * VL;    \
+    const float *A = ly->dA + g * N * N * VL, *B = ly->B + g * N * VL, *C = ly->C + g * Cn * N * VL;   \
     const float *D = ly->D + h0;                                                                       \
     for (int t = 0; t < T; t++) {                                                                      \
         vf vv = ld(v + (size_t)t * H + h0), uu = ld(u + (size_t)t * H + h0);                           \
@@ -253,7 +306,7 @@ static void NAME(const le_layer *ly, int H, int n, int Cn, int T, int h0, const 
             vf a0 = ld(B + i * VL) * vv, a1 = bc(0);                                                   \
             for (int j = 0; j < N / 2; j++) a0 += ld(Ai + j * VL) * s[j];                              \
             for (int j = N / 2; j < N; j++) a1 += ld(Ai + j * VL) * s[j];                              \
-            s2[i] = a0 + a1;                                                                           \
+            s2[i] = s[i] + (a0 + a1);                                                                  \
         }                                                                                              \
         for (int i = 0; i < N; i++) s[i] = s2[i];                                                      \
         for (int c = 0; c < Cn; c++) {                                                                 \
@@ -314,7 +367,7 @@ static void head(const le_model *m, int T, const float *f, float *pool, float *l
 size_t le_work_floats(const le_model *m, int T) {
     size_t H = m->H, CH = (size_t)m->C * m->H, K = CH > (size_t)m->d_in ? CH : (size_t)m->d_in;
     size_t head = (size_t)m->K + 1 > H ? (size_t)m->K + 1 : H;
-    return T * (3 * H + CH + 2 * H) + (PMAX - 1) * H + MR * K + head;   /* u, v, R, y, z, pad, tmp */
+    return T * (3 * H + CH) + (PMAX - 1) * H + MR * K + head;   /* u, v, R, y, pad, tmp */
 }
 
 /* One chunk for B streams. x (B, T, d_in); ssm (B, L, H, n), liq (B, L, P-1, H) (NULL without liquid
@@ -333,7 +386,7 @@ int le_chunk(const le_model *m, int B, int T, const float *x, float *ssm, float 
         if (ly->liquid && !P1) P1 = ly->degree - 1;
     }
     float *u = work, *v = u + (size_t)T * H, *R = v + (size_t)T * H, *y = R + (size_t)(T + PMAX - 1) * H;
-    float *z = y + (size_t)T * Cn * H, *pad = z + (size_t)T * 2 * H;
+    float *pad = y + (size_t)T * Cn * H;
     float *tmp = pad + (size_t)MR * (Cn * H > m->d_in ? Cn * H : m->d_in);
     rec_fn rec = recurrence_for(n);
     for (int b = 0; b < B; b++) {
@@ -351,12 +404,7 @@ int le_chunk(const le_model *m, int B, int T, const float *x, float *ssm, float 
             if (ly->liquid != 1) memset(y, 0, sizeof(float) * T * Cn * H);
             for (int h0 = 0; h0 < H; h0 += VL) rec(ly, H, n, Cn, T, h0, u, vin, state, y);
             for (size_t i = 0; i < (size_t)T * Cn * H; i += VL) st(y + i, vgelu(ld(y + i)));
-            gemm(T, 2 * H, Cn * H, y, Cn * H, ly->Wo, ly->bo, z, 2 * H, pad);
-            for (int t = 0; t < T; t++) {
-                float *hr = h + (size_t)t * H;
-                const float *zr = z + (size_t)t * 2 * H;
-                for (int j = 0; j < H; j += VL) st(hr + j, ld(hr + j) + ld(zr + j) * vsigmoid(ld(zr + H + j)));
-            }
+            glu_gemm(T, H, Cn * H, y, Cn * H, ly->Wa, ly->Wb, ly->ba, ly->bb, h, pad);
             if (!m->prenorm) norm_rows(ly->norm, ly->eps, ly->na, ly->nb, T, H, h, h);
         }
         if (m->prenorm) norm_rows(m->fnorm, m->feps, m->fa, m->fb, T, H, h, h);

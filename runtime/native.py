@@ -39,7 +39,7 @@ _P = ctypes.POINTER(ctypes.c_float)
 class _Layer(ctypes.Structure):
     _fields_ = [("norm", ctypes.c_int), ("eps", ctypes.c_float), ("na", _P), ("nb", _P),
                 ("liquid", ctypes.c_int), ("degree", ctypes.c_int), ("contract", ctypes.c_int), ("lc", _P),
-                ("A", _P), ("B", _P), ("C", _P), ("D", _P), ("Wo", _P), ("bo", _P)]
+                ("dA", _P), ("B", _P), ("C", _P), ("D", _P), ("Wa", _P), ("Wb", _P), ("ba", _P), ("bb", _P)]
 
 
 class _Model(ctypes.Structure):
@@ -99,11 +99,11 @@ def kernel_library() -> ctypes.CDLL:
     raise ModelError(f"compiling the native kernel with {cc} failed: {err}")
 
 
-def pack_panels(W: np.ndarray) -> np.ndarray:
-    """W (K, N), N a multiple of 8 -> the kernel's layout: panels of 16 columns (the last may have 8),
-    each K x width row-major, one after another."""
+def pack_panels(W: np.ndarray, width: int = 16) -> np.ndarray:
+    """W (K, N), N a multiple of 8 -> the kernel's layout: panels of `width` columns (the last may have
+    8), each K x width row-major, one after another."""
     K, N = W.shape
-    return np.ascontiguousarray(np.concatenate([W[:, j:j + 16].ravel() for j in range(0, N, 16)]), np.float32)
+    return np.ascontiguousarray(np.concatenate([W[:, j:j + width].ravel() for j in range(0, N, width)]), np.float32)
 
 
 def group_major(M: np.ndarray) -> np.ndarray:
@@ -167,8 +167,10 @@ class NativeStream:
             layers[i] = _Layer(NORMS[ly["norm"]], ly["eps"], arr(p + "norm_a"), arr(p + "norm_b"),
                                LIQUID[ly["liquid"]], ly["degree"], CONTRACT[ly["contract"]],
                                arr(p + "lc") if ly["liquid"] else None,
-                               packed(p + "A", group_major), packed(p + "B", group_major),
-                               packed(p + "C", group_major), arr(p + "D"), packed(p + "Wo"), arr(p + "bo"))
+                               packed(p + "dA", group_major), packed(p + "B", group_major),
+                               packed(p + "C", group_major), arr(p + "D"),
+                               packed(p + "Wo", lambda W: pack_panels(W[:, :H], 8)), packed(p + "Wo", lambda W: pack_panels(W[:, H:], 8)),
+                               packed(p + "bo", lambda b: np.ascontiguousarray(b[:H])), packed(p + "bo", lambda b: np.ascontiguousarray(b[H:])))
         fn = m["final_norm"]
         model = _Model(H, m["n"], m["C"], L, m["d_in"], int(m["prenorm"]), packed("enc_W"), arr("enc_b"),
                        NORMS[fn["norm"]], fn["eps"], arr("final_a"), arr("final_b"), layers,

@@ -1,10 +1,13 @@
 """The benchmark tooling (timings themselves live in bench/, never in tests)."""
 import json
+import subprocess
+import sys
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
-from conftest import random_model
+from conftest import ROOT, random_model
 from liquid_edge.checkpoint import save_checkpoint
 from liquid_edge.cli import main
 from liquid_edge.export.stepwise import StepwiseModel
@@ -54,3 +57,21 @@ def test_bench_command_reports_and_plots(tmp_path):
     assert [x["chunk"] for x in d["results"]] == [16, 32]
     assert all(x["median_ms"] > 0 and x["p99_ms"] >= x["median_ms"] and x["macs_per_audio_second"] > 0 for x in d["results"])
     assert (tmp_path / "b.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_benchmark_suite_runs_every_form_in_one_run(tmp_path):
+    """bench/run.py end to end on a small model and a short signal (the timings mean nothing here)."""
+    save_checkpoint(random_model(liquid_kernel="polyb"), tmp_path / "m.pt")
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--model", str(tmp_path / "m.pt"),
+                        "--seconds", "0.5", "--chunks", "16", "--out", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = json.loads((tmp_path / next(p.name for p in tmp_path.glob("m-*.json"))).read_text())
+    forms = {(x["form"], x["backend"], x["chunk"], x["streams"]) for x in d["rows"]}
+    for T in (16, 160):
+        assert {("stepwise", b, T, s) for b in ("native", "onnxruntime") for s in (1, 8)} <= forms
+        assert ("stepwise", "torch", T, 1) in forms
+    assert {("step() loop", b, 1, 1) for b in ("native", "onnxruntime", "torch")} <= forms
+    assert any(f.startswith("conv window") for f, *_ in forms)
+    assert d["ceiling_gflops"] > 0 and set(d["summary"]) == set(d["targets"])
+    assert "targets set for the paper's SC config" in r.stdout

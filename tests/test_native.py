@@ -87,6 +87,27 @@ def test_long_stream_of_a_speech_commands_sized_layer(tmp_path):
     assert np.abs(lg - lg_ref.numpy()).max() < TOL and np.abs(f - f_ref.numpy()).max() < TOL
 
 
+def test_slow_modes_keep_their_poles(tmp_path):
+    """dt ~ 1e-3: eigenvalues of A within ~1e-3 of 1. The kernel stores dA = A - I (from float64); A
+    itself in float32 would move those poles (the shipped model then misses 1e-4 on logits)."""
+    m = random_model(liquid_kernel="polyb", l_max=2000, dt_min=0.0005, dt_max=0.001)
+    x = (0.5 * np.random.default_rng(4).standard_normal((2, 20000))).astype(np.float32)
+    step = StepwiseModel(m, 200)
+    _, lg_ref = conv_reference(m, x, 200, step.window)
+    err = {}
+    for form in ("dA", "A in float32"):
+        sess = native_session(step, tmp_path / "m.npz")
+        if form != "dA":   # what storing A itself would lose: round I + dA to float32
+            z = dict(np.load(tmp_path / "m.npz"))
+            for k in [k for k in z if k.endswith(".dA")]:
+                eye = np.eye(z[k].shape[0])[:, :, None]
+                z[k] = ((eye + z[k]).astype(np.float32).astype(np.float64) - eye).astype(np.float32)
+            np.savez(tmp_path / "m.npz", **z)
+            sess = NativeStream(tmp_path / "m.npz")
+        err[form] = np.abs(run_native(sess, x)[1] - lg_ref.numpy()).max()
+    assert err["dA"] < 1e-6 and err["A in float32"] > 5 * err["dA"], err
+
+
 def test_log_mel_model(tmp_path):
     m = random_model(features="logmel", d_input=40, n_mels=40, l_max=50, liquid_kernel="polyb")
     rep = run_parity(m, ["native"], chunks=(160, 480), samples=16000, max_calls=200)

@@ -71,3 +71,16 @@ def test_evaluate_on_a_small_held_out_set(onnx_model, tmp_path):
     assert d["long"]["recordings"] == 1 and d["long"]["keywords"] > 0
     assert all(0 <= row["frr"] <= 1 and row["fa_per_hour"] >= 0 for row in d["long"]["curve"])
     assert (tmp_path / "curve.png").stat().st_size > 1000
+
+
+def test_the_native_kernel_hears_the_same(onnx_model, tmp_path):
+    r = CliRunner().invoke(main, ["export", str(MODEL), "--target", "native", "-o", str(tmp_path), "--chunk", "80"])
+    assert r.exit_code == 0, r.output
+    ev = {}
+    for name, path in (("onnx", onnx_model), ("native", tmp_path / "kws-tiny-c80-native.npz")):
+        r = CliRunner().invoke(main, ["spot", str(path), str(SAMPLE), "--json"])
+        assert r.exit_code == 0, r.output
+        ev[name] = [json.loads(line) for line in r.output.splitlines()]
+    assert [(e["keyword"], e["time"]) for e in ev["native"]] == [(e["keyword"], e["time"]) for e in ev["onnx"]]
+    assert all(abs(a["score"] - b["score"]) < 1e-4 for a, b in zip(ev["native"], ev["onnx"]))
+
