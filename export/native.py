@@ -83,7 +83,7 @@ def native_arrays(step: StepwiseModel) -> tuple[dict, dict[str, np.ndarray]]:
     if cfg.features == "logmel":
         fe = step.frontend
         arrays["fe_cos"], arrays["fe_sin"], arrays["fe_mel"] = _np(fe.cos), _np(fe.sin), _np(fe.mel)
-    meta = {"H": H, "n": step.n, "C": cfg.channels, "L": len(step.layers), "d_in": cfg.d_input,
+    meta = {"H": H, "n": step.n, "C": cfg.channels, "L": len(step.layers), "d_in": cfg.d_input, "K": cfg.d_output,
             "prenorm": cfg.prenorm, "features": cfg.features, "hop": cfg.hop, "win": cfg.win, "steps": step.steps,
             "pool": cfg.pool, "window": step.window, "layers": layers, "final_norm": fn}
     return meta, arrays
@@ -103,29 +103,12 @@ def save_native(step: StepwiseModel, path: str | Path, source: dict | None = Non
     return man
 
 
-@torch.no_grad()
-def stream_parity(module, sess, batch: int, chunks: int, seed: int = 0) -> dict:
-    """Stream the same random input through the torch module and a session; max abs differences."""
-    g = np.random.default_rng(seed)
-    st_t, st_s = module.initial_state(batch), sess.initial_state(batch)
-    err = {"logits": 0.0, "features": 0.0, "state": 0.0}
-    for _ in range(chunks):
-        x = (0.5 * g.standard_normal((batch, module.chunk))).astype(np.float32)
-        lt, ft, *st_t = module(torch.from_numpy(x), *st_t)
-        lo, fo, st_s = sess.step(x, st_s)
-        err["logits"] = max(err["logits"], float(np.abs(lt.numpy() - lo).max()))
-        err["features"] = max(err["features"], float(np.abs(ft.numpy() - fo).max()))
-        err["state"] = max(err["state"], max(float(np.abs(a.numpy() - b).max() / max(1.0, np.abs(a.numpy()).max()))
-                                             for a, b in zip(st_t, st_s)))
-    return {**err, "chunks": chunks, "batch": batch}
-
-
 def export_native_checked(ckpt: str | Path, out: str | Path, chunk: int = 160, liquid_mode: str | None = None,
                           window: int | None = None, official_aux: str | Path | None = None, tol: float = 1e-4,
                           log=print) -> tuple[Path, dict]:
     """Checkpoint -> NAME.npz + NAME.json, after a parity run against the torch stepwise module."""
     from .convert import streaming_module
-    from .pipeline import ExportError, output_path
+    from .pipeline import ExportError, output_path, stream_parity
     model = load_checkpoint(ckpt, official_aux)
     module = streaming_module(model, chunk, liquid_mode, window)
     final = output_path(out, ckpt, chunk, "native", ".npz")

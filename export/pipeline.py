@@ -52,21 +52,20 @@ def build_module(model, chunk: int, liquid_mode: str | None, window: int | None)
 
 
 @torch.no_grad()
-def onnx_parity(module, onnx_path: Path, batch: int, chunks: int, seed: int = 0) -> dict:
-    """Stream the same random input through the torch module and ONNX Runtime; max abs differences."""
-    sess = OnnxStream(onnx_path)
+def stream_parity(module, sess, batch: int, chunks: int, seed: int = 0) -> dict:
+    """Stream the same random input through the torch module and a session (ONNX Runtime, the native
+    kernel); max abs differences of logits, features and states (relative to the state's scale)."""
     g = np.random.default_rng(seed)
-    st_t = module.initial_state(batch)
-    st_o = sess.initial_state(batch)
+    st_t, st_s = module.initial_state(batch), sess.initial_state(batch)
     err = {"logits": 0.0, "features": 0.0, "state": 0.0}
     for _ in range(chunks):
         x = (0.5 * g.standard_normal((batch, module.chunk))).astype(np.float32)
         lt, ft, *st_t = module(torch.from_numpy(x), *st_t)
-        lo, fo, st_o = sess.step(x, st_o)
+        lo, fo, st_s = sess.step(x, st_s)
         err["logits"] = max(err["logits"], float(np.abs(lt.numpy() - lo).max()))
         err["features"] = max(err["features"], float(np.abs(ft.numpy() - fo).max()))
         err["state"] = max(err["state"], max(float(np.abs(a.numpy() - b).max() / max(1.0, np.abs(a.numpy()).max()))
-                                             for a, b in zip(st_t, st_o)))
+                                             for a, b in zip(st_t, st_s)))
     return {**err, "chunks": chunks, "batch": batch}
 
 
@@ -96,7 +95,7 @@ def export_onnx_checked(ckpt: str | Path, out: str | Path, chunk: int = 160, bat
         log("checked: onnx.checker (full), TensorRT 10 operator/type/shape check")
         # parity streams long enough to wrap the pool window once
         n_chunks = min(64, max(4, module.window // chunk + 2))
-        par = onnx_parity(reference, _with_sidecar(tmp, manifest), 2 if batch is None else batch, n_chunks)
+        par = stream_parity(reference, OnnxStream(_with_sidecar(tmp, manifest)), 2 if batch is None else batch, n_chunks)
         log(f"ONNX Runtime parity over {n_chunks} chunks: max |logits| error {par['logits']:.2e} (tolerance {tol:g})")
         if not par["logits"] <= tol:
             raise ExportError(f"ONNX Runtime parity failed: max logit error {par['logits']:.3g} > {tol:g}")

@@ -15,7 +15,7 @@
  * The state update is the dense real bilinear system computed in float64 at conversion (never
  * eigen-diagonalised, DESIGN.md section 1); the recurrence is the exact stepwise form, so no chunk
  * operators are needed and any chunk length works. IEEE float32 throughout (no fast-math); the only
- * approximations are exp and erf below, accurate to ~1e-7 absolute.
+ * approximations are exp and erf below, accurate to ~2e-7 absolute.
  *
  * Written with GCC/Clang vector extensions: AVX2+FMA on x86-64, NEON on aarch64, whatever -march
  * gives. Built by runtime/native.py with the system C compiler.
@@ -364,17 +364,21 @@ static void head(const le_model *m, int T, const float *f, float *pool, float *l
     for (int k = 0; k < K; k++) logits[k] = tmp[k] / tmp[K] + m->bd[k];
 }
 
+#define TILE 256   /* samples per pass through the layers: the working buffers stay in L2 */
+
 size_t le_work_floats(const le_model *m, int T) {
     size_t H = m->H, CH = (size_t)m->C * m->H, K = CH > (size_t)m->d_in ? CH : (size_t)m->d_in;
-    size_t head = (size_t)m->K + 1 > H ? (size_t)m->K + 1 : H;
-    return T * (3 * H + CH) + (PMAX - 1) * H + MR * K + head;   /* u, v, R, y, pad, tmp */
+    size_t head = (size_t)m->K + 1 > H ? (size_t)m->K + 1 : H, R = T < TILE ? T : TILE;
+    return R * (3 * H + CH) + (PMAX - 1) * H + MR * K + head;   /* u, v, R, y, pad, tmp */
 }
 
 /* One chunk for B streams. x (B, T, d_in); ssm (B, L, H, n), liq (B, L, P-1, H) (NULL without liquid
  * terms) and pool (B, nwin, K+1) (NULL for last-sample pooling) are updated in place; feat (B, T, H)
  * receives the features (after the final norm), logits (B, K) the decision; work: le_work_floats(m, T)
  * floats. The pool keeps per-chunk sums of decoder(features) - bias and their sample counts, as the
- * stepwise module does. Returns 0, or -1 for a model beyond the kernel's limits. */
+ * stepwise module does. Long chunks go through the layer stack TILE samples at a time with the
+ * states carried (the model is causal, so this is the same computation); returns 0, or -1 for a
+ * model beyond the kernel's limits. */
 int le_chunk(const le_model *m, int B, int T, const float *x, float *ssm, float *liq, float *pool, float *feat,
              float *logits, float *work) {
     int H = m->H, n = m->n, Cn = m->C, L = m->L;
@@ -385,30 +389,34 @@ int le_chunk(const le_model *m, int B, int T, const float *x, float *ssm, float 
         if (ly->liquid && (ly->degree < 2 || ly->degree > PMAX)) return -1;
         if (ly->liquid && !P1) P1 = ly->degree - 1;
     }
-    float *u = work, *v = u + (size_t)T * H, *R = v + (size_t)T * H, *y = R + (size_t)(T + PMAX - 1) * H;
-    float *pad = y + (size_t)T * Cn * H;
+    int rows = T < TILE ? T : TILE;
+    float *u = work, *v = u + (size_t)rows * H, *R = v + (size_t)rows * H, *y = R + (size_t)(rows + PMAX - 1) * H;
+    float *pad = y + (size_t)rows * Cn * H;
     float *tmp = pad + (size_t)MR * (Cn * H > m->d_in ? Cn * H : m->d_in);
     rec_fn rec = recurrence_for(n);
     for (int b = 0; b < B; b++) {
-        float *h = feat + (size_t)b * T * H;
-        gemm(T, H, m->d_in, x + (size_t)b * T * m->d_in, m->d_in, m->We, m->be, h, H, pad);
-        for (int l = 0; l < L; l++) {
-            const le_layer *ly = m->layers + l;
-            float *state = ssm + ((size_t)b * L + l) * H * n;
-            norm_rows(m->prenorm ? ly->norm : 0, ly->eps, ly->na, ly->nb, T, H, h, u);
-            const float *vin = u;
-            if (ly->liquid) {
-                liquid_terms(ly, H, Cn, T, u, liq + ((size_t)b * L + l) * P1 * H, R, y, v);
-                if (ly->liquid == 2) vin = v;
+        for (int t0 = 0; t0 < T; t0 += TILE) {
+            int Tt = T - t0 < TILE ? T - t0 : TILE;
+            float *h = feat + ((size_t)b * T + t0) * H;
+            gemm(Tt, H, m->d_in, x + ((size_t)b * T + t0) * m->d_in, m->d_in, m->We, m->be, h, H, pad);
+            for (int l = 0; l < L; l++) {
+                const le_layer *ly = m->layers + l;
+                float *state = ssm + ((size_t)b * L + l) * H * n;
+                norm_rows(m->prenorm ? ly->norm : 0, ly->eps, ly->na, ly->nb, Tt, H, h, u);
+                const float *vin = u;
+                if (ly->liquid) {
+                    liquid_terms(ly, H, Cn, Tt, u, liq + ((size_t)b * L + l) * P1 * H, R, y, v);
+                    if (ly->liquid == 2) vin = v;
+                }
+                if (ly->liquid != 1) memset(y, 0, sizeof(float) * Tt * Cn * H);
+                for (int h0 = 0; h0 < H; h0 += VL) rec(ly, H, n, Cn, Tt, h0, u, vin, state, y);
+                for (size_t i = 0; i < (size_t)Tt * Cn * H; i += VL) st(y + i, vgelu(ld(y + i)));
+                glu_gemm(Tt, H, Cn * H, y, Cn * H, ly->Wa, ly->Wb, ly->ba, ly->bb, h, pad);
+                if (!m->prenorm) norm_rows(ly->norm, ly->eps, ly->na, ly->nb, Tt, H, h, h);
             }
-            if (ly->liquid != 1) memset(y, 0, sizeof(float) * T * Cn * H);
-            for (int h0 = 0; h0 < H; h0 += VL) rec(ly, H, n, Cn, T, h0, u, vin, state, y);
-            for (size_t i = 0; i < (size_t)T * Cn * H; i += VL) st(y + i, vgelu(ld(y + i)));
-            glu_gemm(T, H, Cn * H, y, Cn * H, ly->Wa, ly->Wb, ly->ba, ly->bb, h, pad);
-            if (!m->prenorm) norm_rows(ly->norm, ly->eps, ly->na, ly->nb, T, H, h, h);
+            if (m->prenorm) norm_rows(m->fnorm, m->feps, m->fa, m->fb, Tt, H, h, h);
         }
-        if (m->prenorm) norm_rows(m->fnorm, m->feps, m->fa, m->fb, T, H, h, h);
-        head(m, T, h, pool ? pool + (size_t)b * m->nwin * (m->K + 1) : 0, logits + (size_t)b * m->K, tmp);
+        head(m, T, feat + (size_t)b * T * H, pool ? pool + (size_t)b * m->nwin * (m->K + 1) : 0, logits + (size_t)b * m->K, tmp);
     }
     return 0;
 }

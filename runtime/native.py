@@ -4,7 +4,8 @@ An export for it is `NAME.npz` (the stepwise form's float32 constants, plain mat
 `meta` record) with the usual `NAME.json` manifest. The kernel is compiled here, on first use, with
 the system C compiler (`CC`, else cc / gcc / clang; -O3 -march=native) into the liquid-edge cache
 (`LIQUID_EDGE_CACHE`, default ~/.cache/liquid-edge), keyed by the source, the flags, the compiler and
-the CPU, so an engine built on one machine is never run on another.
+the CPU, so a library built on one machine is never run on another (`LIQUID_EDGE_CFLAGS` replaces
+-march=native, e.g. to build for a generic CPU).
 
 One thread; B streams run one after another inside one call.
 """
@@ -68,15 +69,24 @@ def _cpu_id() -> str:
         return platform.processor()
 
 
+_LOADED: dict[tuple, ctypes.CDLL] = {}
+
+
 def kernel_library() -> ctypes.CDLL:
-    """The compiled kernel, built once per source, compiler and CPU."""
+    """The compiled kernel, built once per source, compiler and CPU (and loaded once per process)."""
     cc = _compiler()
+    key0 = (cc, cache_dir(), os.environ.get("LIQUID_EDGE_CFLAGS"))
+    if key0 in _LOADED:
+        return _LOADED[key0]
     try:
         version = subprocess.run(cc.split() + ["--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError) as e:
         raise ModelError(f"the C compiler {cc!r} does not run ({e})") from None
     src = SOURCE.read_bytes()
-    attempts = [FLAGS + ["-march=native"], FLAGS]   # some compilers / CPUs have no -march=native
+    # LIQUID_EDGE_CFLAGS replaces -march=native (e.g. "-march=armv8.2-a" or a generic "-march=x86-64");
+    # some compilers / CPUs have no -march=native, hence the plain fallback
+    arch = os.environ.get("LIQUID_EDGE_CFLAGS", "-march=native").split()
+    attempts = [FLAGS + arch, FLAGS]
     for flags in attempts:
         key = hashlib.sha256(src + " ".join([cc, *flags, version, platform.machine(), _cpu_id()]).encode()).hexdigest()[:16]
         lib = cache_dir() / "native" / f"le-{key}.so"
@@ -95,6 +105,7 @@ def kernel_library() -> ctypes.CDLL:
         so.le_chunk.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int] + [ctypes.c_void_p] * 7
         so.le_work_floats.restype = ctypes.c_size_t
         so.le_work_floats.argtypes = [ctypes.POINTER(_Model), ctypes.c_int]
+        _LOADED[key0] = so
         return so
     raise ModelError(f"compiling the native kernel with {cc} failed: {err}")
 
@@ -111,6 +122,50 @@ def group_major(M: np.ndarray) -> np.ndarray:
     *lead, H = M.shape
     G = M.reshape(*lead, H // 8, 8)
     return np.ascontiguousarray(np.moveaxis(G, -2, 0), np.float32)
+
+
+def expected_shapes(meta: dict) -> dict[str, tuple[int, ...]]:
+    """Every array the kernel reads, with the shape meta implies (a weights file is untrusted input:
+    nothing reaches the C code that does not match)."""
+    H, n, C, K = meta["H"], meta["n"], meta["C"], meta["K"]
+    want = {"enc_W": (meta["d_in"], H), "enc_b": (H,), "final_a": (H,), "final_b": (H,), "dec_W": (K, H), "dec_b": (K,)}
+    for i, ly in enumerate(meta["layers"]):
+        p = f"layer{i}."
+        want.update({p + "norm_a": (H,), p + "norm_b": (H,), p + "dA": (n, n, H), p + "B": (n, H), p + "C": (C, n, H),
+                     p + "D": (C, H), p + "Wo": (C * H, 2 * H), p + "bo": (2 * H,)})
+        if ly["liquid"]:
+            want[p + "lc"] = (ly["degree"] - 1, C, H) if ly["liquid"] == "polyb" else (ly["degree"] - 1, H)
+    if meta["features"] == "logmel":
+        bins = meta["win"] // 2 + 1
+        want.update({"fe_cos": (meta["win"], bins), "fe_sin": (meta["win"], bins), "fe_mel": (bins, meta["d_in"])})
+    return want
+
+
+def _check(meta: dict, arrays: dict, manifest: dict) -> None:
+    """ModelError (one line) unless meta, arrays and the manifest's states describe one model the kernel runs."""
+    ints = ("H", "n", "C", "L", "d_in", "K", "steps", "window", "hop", "win")
+    if any(not isinstance(meta.get(k), int) or meta[k] < 1 for k in ints) or len(meta.get("layers", [])) != meta["L"]:
+        raise ModelError("meta record is incomplete or not positive integers")
+    if meta["H"] % VL or meta["n"] > NMAX or meta["C"] > CMAX or meta["window"] % meta["steps"]:
+        raise ModelError(f"a model the kernel cannot run (d_model {meta['H']}, states {meta['n']}, channels {meta['C']})")
+    for ly in meta["layers"]:
+        if ly.get("norm") not in NORMS or ly.get("liquid") not in LIQUID or ly.get("contract") not in CONTRACT \
+                or (ly["liquid"] and not 2 <= ly.get("degree", 0) <= PMAX):
+            raise ModelError(f"unknown layer settings {ly}")
+    for name, shape in expected_shapes(meta).items():
+        if name not in arrays or arrays[name].shape != shape:
+            got = arrays[name].shape if name in arrays else "missing"
+            raise ModelError(f"array {name} should be {shape}, is {got}")
+    degrees = {ly["degree"] for ly in meta["layers"] if ly["liquid"]}
+    states = {"ssm_state": [meta["L"], meta["H"], meta["n"]],
+              "liquid_state": [meta["L"], next(iter(degrees), 2) - 1, meta["H"]] if degrees else None,
+              "pool_state": [meta["window"] // meta["steps"], meta["K"] + 1] if meta.get("pool") == "mean" else None,
+              "frontend_state": [meta["win"] - meta["hop"]] if meta["features"] == "logmel" else None}
+    want = {k: v for k, v in states.items() if v is not None}
+    got = {st["name"]: list(st["shape"][1:]) for st in manifest["states"]}
+    chunk = meta["steps"] * (meta["hop"] if meta["features"] == "logmel" else 1)
+    if got != want or len(degrees) > 1 or manifest["chunk"] != chunk:
+        raise ModelError(f"manifest and weights disagree (states {got} vs {want}, chunk {manifest['chunk']} vs {chunk})")
 
 
 def _ptr(a: np.ndarray | None):
@@ -133,13 +188,21 @@ class NativeStream:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
             meta = json.loads(str(arrays.pop("meta")))
-        except (OSError, ValueError, KeyError) as e:
-            raise ModelError(f"{path}: not a native weights file ({str(e).splitlines()[0][:120]})") from None
-        self.meta, self.arrays = meta, {k: np.ascontiguousarray(v, np.float32) for k, v in arrays.items()}
+            self.arrays = {k: np.ascontiguousarray(v, np.float32) for k, v in arrays.items()}
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ModelError(f"{path}: not a native weights file ({(str(e).splitlines() or [type(e).__name__])[0][:120]})") from None
+        try:
+            _check(meta, self.arrays, self.manifest)
+        except ModelError as e:
+            raise ModelError(f"{path}: {e}") from None
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ModelError(f"{path}: meta record is malformed ({type(e).__name__}: {e})") from None
+        self.meta = meta
         self.lib = kernel_library()
         self._model = self._build()
         self._model_ptr = ctypes.addressof(self._model)
-        self._K = self.arrays["dec_W"].shape[0]
+        self._K = meta["K"]
+        self._state_shapes = [tuple(s["shape"][1:]) for s in self.manifest["states"]]
         self._state_names = [s["name"] for s in self.manifest["states"]]
         self._frame_idx = np.arange(meta["steps"])[:, None] * meta["hop"] + np.arange(meta["win"])
         self._work: dict[int, np.ndarray] = {}
@@ -147,8 +210,6 @@ class NativeStream:
     def _build(self) -> _Model:
         m, a = self.meta, self.arrays
         H, L = m["H"], m["L"]
-        if H % 8:
-            raise ModelError(f"the native backend needs d_model divisible by 8, not {H}")
         keep = []   # the packed copies must outlive the structures that point at them
 
         def arr(name):
@@ -174,7 +235,7 @@ class NativeStream:
         fn = m["final_norm"]
         model = _Model(H, m["n"], m["C"], L, m["d_in"], int(m["prenorm"]), packed("enc_W"), arr("enc_b"),
                        NORMS[fn["norm"]], fn["eps"], arr("final_a"), arr("final_b"), layers,
-                       a["dec_W"].shape[0], int(m["pool"] == "mean"), m["window"] // m["steps"],
+                       m["K"], int(m["pool"] == "mean"), m["window"] // m["steps"],
                        arr("dec_W"), arr("dec_b"))
         self._keep = (keep, layers)
         return model
@@ -202,6 +263,9 @@ class NativeStream:
         if x.ndim != 2 or x.shape[1] != self.chunk:
             raise ModelError(f"samples must be (batch, {self.chunk}), not {x.shape}")
         new = [np.array(v, np.float32) for v in states]          # copies: the kernel updates them in place
+        if len(new) != len(self._state_shapes) or any(v.shape != (x.shape[0], *want) for v, want in zip(new, self._state_shapes)):
+            raise ModelError(f"states must be {[('batch', *w) for w in self._state_shapes]} for batch {x.shape[0]}, "
+                             f"not {[v.shape for v in new]}")
         st = dict(zip(self._state_names, new))
         if m["features"] == "logmel":   # the causal front end: frames ending at hop boundaries
             xe = np.concatenate([st["frontend_state"], x], 1)

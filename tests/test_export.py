@@ -102,7 +102,7 @@ def test_interrupted_export_leaves_no_file(tmp_path, monkeypatch):
 
     def interrupt(*a, **k):
         raise KeyboardInterrupt
-    monkeypatch.setattr(pipeline, "onnx_parity", interrupt)
+    monkeypatch.setattr(pipeline, "stream_parity", interrupt)
     with pytest.raises(KeyboardInterrupt):
         pipeline.export_onnx_checked(tmp_path / "m.pt", tmp_path / "out", 32, log=lambda m: None)
     assert list((tmp_path / "out").iterdir()) == []

@@ -13,8 +13,9 @@ from click.testing import CliRunner
 from conftest import random_model
 from liquid_edge.checkpoint import save_checkpoint
 from liquid_edge.cli import main
-from liquid_edge.export.native import native_arrays, save_native, stream_parity, unsupported_reason
+from liquid_edge.export.native import native_arrays, save_native, unsupported_reason
 from liquid_edge.export.parity import run_parity
+from liquid_edge.export.pipeline import stream_parity
 from liquid_edge.export.stepwise import StepwiseModel, StreamingError
 from liquid_edge.runtime.native import NativeStream, kernel_library
 from liquid_edge.runtime.session import ModelError, manifest_path
@@ -130,6 +131,15 @@ def test_refusals_are_one_line():
         native_arrays(StepwiseModel(random_model(), 16).half_compute())
 
 
+def test_states_of_the_wrong_shape_are_refused(tmp_path):
+    sess = native_session(StepwiseModel(random_model(liquid_kernel="polyb"), 16), tmp_path / "m.npz")
+    st = sess.initial_state(2)
+    with pytest.raises(ModelError, match="states must be"):
+        sess.step(np.zeros((3, 16), np.float32), st)       # batch 3, states for 2
+    with pytest.raises(ModelError, match="samples must be"):
+        sess.step(np.zeros((2, 15), np.float32), st)
+
+
 def test_input_states_are_not_modified(tmp_path):
     sess = native_session(StepwiseModel(random_model(liquid_kernel="polyb"), 16), tmp_path / "m.npz")
     st = sess.initial_state(2)
@@ -194,7 +204,16 @@ def test_bad_input_is_one_line(ckpt, tmp_path, monkeypatch):
     (tmp_path / "onnx.npz").write_bytes((tmp_path / "m.npz").read_bytes())
     (tmp_path / "onnx.json").write_text(json.dumps(dict(json.loads((tmp_path / "m.json").read_text()),
                                                         format="liquid-edge-onnx/1")))
+    z = dict(np.load(tmp_path / "m.npz"))
+    for name, edit in (("shape", {"layer0.dA": z["layer0.dA"][1:]}), ("missing", {"dec_b": None}),
+                       ("meta", {"meta": np.array(json.dumps(dict(json.loads(str(z["meta"])), n=9)))})):
+        bad = {k: v for k, v in {**z, **edit}.items() if v is not None}
+        np.savez(tmp_path / f"{name}.npz", **bad)
+        (tmp_path / f"{name}.json").write_text((tmp_path / "m.json").read_text())
     cases = [(["spot", str(tmp_path / "junk.npz"), str(tmp_path / "ok.wav")], "not a native weights file"),
+             (["spot", str(tmp_path / "shape.npz"), str(tmp_path / "ok.wav")], "array layer0.dA should be"),
+             (["spot", str(tmp_path / "missing.npz"), str(tmp_path / "ok.wav")], "array dec_b should be"),
+             (["classify", str(tmp_path / "meta.npz"), str(tmp_path / "ok.wav")], "should be"),
              (["spot", str(tmp_path / "onnx.npz"), str(tmp_path / "ok.wav")], "not a native export"),
              (["export", str(ckpt), "--target", "native", "--precision", "fp16"], "computes in fp32")]
     for args, msg in cases:
@@ -214,3 +233,14 @@ def test_kernel_is_cached_per_source_and_cpu(tmp_path, monkeypatch):
     kernel_library()
     assert len(built) == 1 and list((tmp_path / "native").glob("le-*.so")) == built
     assert not list((tmp_path / "native").glob(".le-*"))   # no half-written library left behind
+
+
+def test_interrupted_export_leaves_no_file(ckpt, tmp_path, monkeypatch):
+    from liquid_edge.export import native, pipeline
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(pipeline, "stream_parity", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        native.export_native_checked(ckpt, tmp_path / "out", 80, log=lambda m: None)
+    assert list((tmp_path / "out").iterdir()) == []
