@@ -107,64 +107,17 @@ static inline vf contract(vf x, int kind) {
     return x;
 }
 
-/* ---- the matrix product ------------------------------------------------------------------------
- * Z (M x N, row stride ldz) = G (M x K, row stride ldg) W + bias, W (K x N) packed as panels of 16
- * columns (the last may have 8), each K x width, k-major (native.py: pack_panels). 6x16 register blocks. */
+/* ---- the matrix products ---------------------------------------------------------------------
+ * One register block: rows 0..5 of G (row stride ldg) times two 8-column weight streams wa, wb (K x 8
+ * each, k-major, `step` floats apart from one k to the next), added to p (from wa) and q (from wb).
+ * Twelve named accumulators, two weight vectors and a broadcast fill the 16 AVX registers (an array
+ * of accumulators would live on the stack); the caller's epilogue reads p, q once at the end. */
 #define MR 6
-static void micro16(int K, const float *g, int ldg, const float *w, const float *bias, float *z, int ldz, int rows) {
-    /* twelve named accumulators: an array here would live on the stack (its address escapes below) */
-    vf b0 = ld(bias), b1 = ld(bias + 8);
-    vf c00 = b0, c01 = b1, c10 = b0, c11 = b1, c20 = b0, c21 = b1, c30 = b0, c31 = b1, c40 = b0, c41 = b1, c50 = b0, c51 = b1;
+static inline void block6(int K, const float *g, int ldg, const float *wa, const float *wb, int step, vf p[MR], vf q[MR]) {
+    vf p0 = p[0], p1 = p[1], p2 = p[2], p3 = p[3], p4 = p[4], p5 = p[5];
+    vf q0 = q[0], q1 = q[1], q2 = q[2], q3 = q[3], q4 = q[4], q5 = q[5];
     const float *g0 = g, *g1 = g + ldg, *g2 = g + 2 * ldg, *g3 = g + 3 * ldg, *g4 = g + 4 * ldg, *g5 = g + 5 * ldg;
-    for (int k = 0; k < K; k++, w += 16) {
-        vf w0 = ld(w), w1 = ld(w + 8), a;
-        a = bcm(g0 + k); c00 += a * w0; c01 += a * w1;
-        a = bcm(g1 + k); c10 += a * w0; c11 += a * w1;
-        a = bcm(g2 + k); c20 += a * w0; c21 += a * w1;
-        a = bcm(g3 + k); c30 += a * w0; c31 += a * w1;
-        a = bcm(g4 + k); c40 += a * w0; c41 += a * w1;
-        a = bcm(g5 + k); c50 += a * w0; c51 += a * w1;
-    }
-    vf c[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
-    for (int i = 0; i < rows; i++) { st(z + i * ldz, c[i][0]); st(z + i * ldz + 8, c[i][1]); }
-}
-
-static void micro8(int K, const float *g, int ldg, const float *w, const float *bias, float *z, int ldz, int rows) {
-    vf c0 = ld(bias), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
-    for (int k = 0; k < K; k++, w += 8) {
-        vf w0 = ld(w);
-        c0 += bcm(g + k) * w0; c1 += bcm(g + ldg + k) * w0; c2 += bcm(g + 2 * ldg + k) * w0;
-        c3 += bcm(g + 3 * ldg + k) * w0; c4 += bcm(g + 4 * ldg + k) * w0; c5 += bcm(g + 5 * ldg + k) * w0;
-    }
-    vf c[MR] = {c0, c1, c2, c3, c4, c5};
-    for (int i = 0; i < rows; i++) st(z + i * ldz, c[i]);
-}
-
-static void gemm(int M, int N, int K, const float *G, int ldg, const float *W, const float *bias, float *Z, int ldz, float *pad) {
-    for (int j0 = 0; j0 < N; j0 += 16) {
-        int wide = N - j0 >= 16;
-        const float *w = W + (size_t)j0 * K;
-        int i = 0;
-        for (; i + MR <= M; i += MR)
-            (wide ? micro16 : micro8)(K, G + (size_t)i * ldg, ldg, w, bias + j0, Z + (size_t)i * ldz + j0, ldz, MR);
-        if (i < M) {   /* the last rows: read from a zero-padded copy, write only the real rows */
-            memset(pad, 0, sizeof(float) * MR * K);
-            for (int r = 0; r < M - i; r++) memcpy(pad + r * K, G + (size_t)(i + r) * ldg, sizeof(float) * K);
-            (wide ? micro16 : micro8)(K, pad, K, w, bias + j0, Z + (size_t)i * ldz + j0, ldz, M - i);
-        }
-    }
-}
-
-/* The GLU projection with the gate and the residual in its epilogue: X (M x H, row stride H) +=
- * (G Wa + ba) * sigmoid(G Wb + bb), Wa and Wb (K x H) packed as panels of 8 columns (native.py:
- * pack_panels(W, 8)). A block is 6 rows x (8 value + 8 gate columns): twelve accumulators, two weight
- * vectors and a broadcast fill the 16 AVX registers, and z is never written to memory. */
-static void glu_block(int K, const float *g, int ldg, const float *wa, const float *wb, const float *ba,
-                      const float *bb, float *x, int ldx, int rows) {
-    vf a = ld(ba), b = ld(bb);
-    vf p0 = a, p1 = a, p2 = a, p3 = a, p4 = a, p5 = a, q0 = b, q1 = b, q2 = b, q3 = b, q4 = b, q5 = b;
-    const float *g0 = g, *g1 = g + ldg, *g2 = g + 2 * ldg, *g3 = g + 3 * ldg, *g4 = g + 4 * ldg, *g5 = g + 5 * ldg;
-    for (int k = 0; k < K; k++, wa += 8, wb += 8) {
+    for (int k = 0; k < K; k++, wa += step, wb += step) {
         vf va = ld(wa), vb = ld(wb), c;
         c = bcm(g0 + k); p0 += c * va; q0 += c * vb;
         c = bcm(g1 + k); p1 += c * va; q1 += c * vb;
@@ -173,21 +126,60 @@ static void glu_block(int K, const float *g, int ldg, const float *wa, const flo
         c = bcm(g4 + k); p4 += c * va; q4 += c * vb;
         c = bcm(g5 + k); p5 += c * va; q5 += c * vb;
     }
-    vf p[MR] = {p0, p1, p2, p3, p4, p5}, q[MR] = {q0, q1, q2, q3, q4, q5};
-    for (int i = 0; i < rows; i++) st(x + (size_t)i * ldx, ld(x + (size_t)i * ldx) + p[i] * vsigmoid(q[i]));
+    p[0] = p0; p[1] = p1; p[2] = p2; p[3] = p3; p[4] = p4; p[5] = p5;
+    q[0] = q0; q[1] = q1; q[2] = q2; q[3] = q3; q[4] = q4; q[5] = q5;
 }
 
+/* Rows i..i+5 of G (M x K, row stride ldg); the last, partial block from a zero-padded copy in pad.
+ * Sets *rows (how many are real) and *ldb (the stride of what it returns). */
+static const float *row_block(const float *G, int ldg, int M, int K, int i, float *pad, int *rows, int *ldb) {
+    *rows = M - i < MR ? M - i : MR;
+    *ldb = ldg;
+    if (*rows == MR) return G + (size_t)i * ldg;
+    memset(pad, 0, sizeof(float) * MR * K);
+    for (int r = 0; r < *rows; r++) memcpy(pad + r * K, G + (size_t)(i + r) * ldg, sizeof(float) * K);
+    *ldb = K;
+    return pad;
+}
+
+/* Z (M x N, row stride ldz) = G W + bias, W (K x N) packed as panels of 16 columns (the last may have
+ * 8), each K x width, k-major (native.py: pack_panels). */
+static void gemm(int M, int N, int K, const float *G, int ldg, const float *W, const float *bias, float *Z, int ldz, float *pad) {
+    for (int j0 = 0; j0 < N; j0 += 16) {
+        int wide = N - j0 >= 16;
+        const float *w = W + (size_t)j0 * K;
+        for (int i = 0; i < M; i += MR) {
+            int rows, ldb;
+            const float *gb = row_block(G, ldg, M, K, i, pad, &rows, &ldb);
+            vf p[MR], q[MR];
+            for (int r = 0; r < MR; r++) { p[r] = ld(bias + j0); q[r] = wide ? ld(bias + j0 + 8) : p[r]; }
+            if (wide) block6(K, gb, ldb, w, w + 8, 16, p, q);   /* constant steps: two inlined copies */
+            else block6(K, gb, ldb, w, w, 8, p, q);             /* an 8-wide panel: q unused */
+            for (int r = 0; r < rows; r++) {
+                st(Z + (size_t)(i + r) * ldz + j0, p[r]);
+                if (wide) st(Z + (size_t)(i + r) * ldz + j0 + 8, q[r]);
+            }
+        }
+    }
+}
+
+/* The GLU projection with the gate and the residual in the epilogue: X (M x H, row stride H) +=
+ * (G Wa + ba) * sigmoid(G Wb + bb), Wa and Wb (K x H) packed as panels of 8 columns (pack_panels(W, 8)):
+ * value and gate of the same 8 columns in one block, so z is never written to memory. */
 static void glu_gemm(int M, int H, int K, const float *G, int ldg, const float *Wa, const float *Wb,
                      const float *ba, const float *bb, float *X, float *pad) {
     for (int j0 = 0; j0 < H; j0 += 8) {
         const float *wa = Wa + (size_t)j0 * K, *wb = Wb + (size_t)j0 * K;
-        int i = 0;
-        for (; i + MR <= M; i += MR)
-            glu_block(K, G + (size_t)i * ldg, ldg, wa, wb, ba + j0, bb + j0, X + (size_t)i * H + j0, H, MR);
-        if (i < M) {
-            memset(pad, 0, sizeof(float) * MR * K);
-            for (int r = 0; r < M - i; r++) memcpy(pad + r * K, G + (size_t)(i + r) * ldg, sizeof(float) * K);
-            glu_block(K, pad, K, wa, wb, ba + j0, bb + j0, X + (size_t)i * H + j0, H, M - i);
+        for (int i = 0; i < M; i += MR) {
+            int rows, ldb;
+            const float *gb = row_block(G, ldg, M, K, i, pad, &rows, &ldb);
+            vf p[MR], q[MR];
+            for (int r = 0; r < MR; r++) { p[r] = ld(ba + j0); q[r] = ld(bb + j0); }
+            block6(K, gb, ldb, wa, wb, 8, p, q);
+            for (int r = 0; r < rows; r++) {
+                float *xr = X + (size_t)(i + r) * H + j0;
+                st(xr, ld(xr) + p[r] * vsigmoid(q[r]));
+            }
         }
     }
 }

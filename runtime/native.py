@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .session import ModelError, load_manifest
+from .session import ManifestSession, ModelError, load_manifest
 
 SOURCE = Path(__file__).with_name("native.c")
 FLAGS = ["-O3", "-std=gnu11", "-fPIC", "-shared", "-ffp-contract=fast", "-fno-math-errno"]
@@ -172,7 +172,7 @@ def _ptr(a: np.ndarray | None):
     return a.ctypes.data_as(_P) if a is not None else None
 
 
-class NativeStream:
+class NativeStream(ManifestSession):
     """A streaming session on a native export (NAME.npz + NAME.json); the API of OnnxStream."""
 
     backend = "native"
@@ -239,21 +239,6 @@ class NativeStream:
                        arr("dec_W"), arr("dec_b"))
         self._keep = (keep, layers)
         return model
-
-    @property
-    def chunk(self) -> int:
-        return int(self.manifest["chunk"])
-
-    @property
-    def sample_rate(self) -> int:
-        return int(self.manifest["sample_rate"])
-
-    @property
-    def labels(self) -> list[str]:
-        return list(self.manifest["labels"])
-
-    def initial_state(self, batch: int = 1) -> list[np.ndarray]:
-        return [np.zeros([batch, *s["shape"][1:]], np.float32) for s in self.manifest["states"]]
 
     def step(self, samples: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
         """samples (B, chunk) float32 -> logits (B, K), features (B, steps, D), new states (fresh arrays:

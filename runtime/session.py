@@ -39,7 +39,31 @@ def load_manifest(model: str | Path, metadata: dict | None = None) -> dict:
     return man
 
 
-class OnnxStream:
+class ManifestSession:
+    """What every session (ONNX Runtime, TensorRT, native) reads from its manifest."""
+
+    manifest: dict
+
+    @property
+    def chunk(self) -> int:
+        return int(self.manifest["chunk"])
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.manifest["sample_rate"])
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.manifest["labels"])
+
+    def initial_state(self, batch: int = 1) -> list[np.ndarray]:
+        fixed = self.manifest.get("batch")
+        if isinstance(fixed, int) and batch != fixed:
+            raise ModelError(f"model was exported for batch {fixed}, not {batch} (export with --batch dynamic)")
+        return [np.zeros([batch, *s["shape"][1:]], np.float32) for s in self.manifest["states"]]
+
+
+class OnnxStream(ManifestSession):
     """An ONNX Runtime session on a liquid-edge step graph."""
 
     backend = "onnxruntime"
@@ -79,24 +103,6 @@ class OnnxStream:
         sr = self.manifest["sample_rate"]
         if not isinstance(sr, int) or sr <= 0:
             raise ModelError(f"manifest sample_rate {sr!r} is not a positive integer")
-
-    @property
-    def chunk(self) -> int:
-        return int(self.manifest["chunk"])
-
-    @property
-    def sample_rate(self) -> int:
-        return int(self.manifest["sample_rate"])
-
-    @property
-    def labels(self) -> list[str]:
-        return list(self.manifest["labels"])
-
-    def initial_state(self, batch: int = 1) -> list[np.ndarray]:
-        fixed = self.manifest.get("batch")
-        if isinstance(fixed, int) and batch != fixed:
-            raise ModelError(f"model was exported for batch {fixed}, not {batch} (export with --batch dynamic)")
-        return [np.zeros([batch, *s["shape"][1:]], np.float32) for s in self.manifest["states"]]
 
     def step(self, samples: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
         """samples (B, chunk) float32 -> logits (B, K), features (B, chunk, D), new states."""

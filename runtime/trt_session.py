@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .session import ModelError, load_manifest
+from .session import ManifestSession, ModelError, load_manifest
 
 
-class TrtStream:
+class TrtStream(ManifestSession):
     backend = "tensorrt"
 
     def __init__(self, engine_path: str | Path):
@@ -49,13 +49,6 @@ class TrtStream:
             ptr = self._check(self.cudart.cudaMalloc(nbytes))
             self._buffers[name] = (ptr, nbytes)
         return ptr
-
-    chunk = property(lambda self: int(self.manifest["chunk"]))
-    sample_rate = property(lambda self: int(self.manifest["sample_rate"]))
-    labels = property(lambda self: list(self.manifest["labels"]))
-
-    def initial_state(self, batch: int = 1) -> list[np.ndarray]:
-        return [np.zeros([batch, *s["shape"][1:]], np.float32) for s in self.manifest["states"]]
 
     def step(self, samples: np.ndarray, states: list[np.ndarray]):
         cud = self.cudart
