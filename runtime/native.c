@@ -356,7 +356,9 @@ static void head(const le_model *m, int T, const float *f, float *pool, float *l
     for (int k = 0; k < K; k++) logits[k] = tmp[k] / tmp[K] + m->bd[k];
 }
 
+#ifndef TILE
 #define TILE 256   /* samples per pass through the layers: the working buffers stay in L2 */
+#endif
 
 size_t le_work_floats(const le_model *m, int T) {
     size_t H = m->H, CH = (size_t)m->C * m->H, K = CH > (size_t)m->d_in ? CH : (size_t)m->d_in;

@@ -148,10 +148,15 @@ def _check(meta: dict, arrays: dict, manifest: dict) -> None:
         raise ModelError("meta record is incomplete or not positive integers")
     if meta["H"] % VL or meta["n"] > NMAX or meta["C"] > CMAX or meta["window"] % meta["steps"]:
         raise ModelError(f"a model the kernel cannot run (d_model {meta['H']}, states {meta['n']}, channels {meta['C']})")
-    for ly in meta["layers"]:
-        if ly.get("norm") not in NORMS or ly.get("liquid") not in LIQUID or ly.get("contract") not in CONTRACT \
-                or (ly["liquid"] and not 2 <= ly.get("degree", 0) <= PMAX):
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    for ly in [*meta["layers"], meta.get("final_norm", {})]:
+        if not isinstance(ly, dict) or ly.get("norm") not in NORMS or not number(ly.get("eps")) \
+                or ly.get("liquid") not in LIQUID or ly.get("contract") not in CONTRACT \
+                or (ly.get("liquid") and not (isinstance(ly.get("degree"), int) and 2 <= ly["degree"] <= PMAX)):
             raise ModelError(f"unknown layer settings {ly}")
+    if meta.get("pool") not in ("mean", "last") or meta.get("features") not in ("raw", "logmel") \
+            or not isinstance(meta.get("prenorm"), bool):
+        raise ModelError("meta record has unknown pool, features or prenorm settings")
     for name, shape in expected_shapes(meta).items():
         if name not in arrays or arrays[name].shape != shape:
             got = arrays[name].shape if name in arrays else "missing"
@@ -179,6 +184,8 @@ class NativeStream(ManifestSession):
 
     def __init__(self, path: str | Path, threads: int = 1):
         path = Path(path)
+        if threads != 1:
+            raise ModelError("the native kernel runs on one thread (--threads 1); run a process per core for more streams")
         if not path.is_file():
             raise ModelError(f"{path}: no such file")
         self.manifest = load_manifest(path)

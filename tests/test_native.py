@@ -215,6 +215,7 @@ def test_bad_input_is_one_line(ckpt, tmp_path, monkeypatch):
              (["spot", str(tmp_path / "shape.npz"), str(tmp_path / "ok.wav")], "array layer0.dA should be"),
              (["spot", str(tmp_path / "missing.npz"), str(tmp_path / "ok.wav")], "array dec_b should be"),
              (["classify", str(tmp_path / "meta.npz"), str(tmp_path / "ok.wav")], "should be"),
+             (["bench", str(tmp_path / "m.npz"), "--threads", "2"], "runs on one thread"),
              (["spot", str(tmp_path / "onnx.npz"), str(tmp_path / "ok.wav")], "not a native export"),
              (["export", str(ckpt), "--target", "native", "--precision", "fp16"], "computes in fp32")]
     for args, msg in cases:
