@@ -31,13 +31,10 @@ import torch
 
 from liquid_edge.checkpoint import load_checkpoint
 from liquid_edge.config import ModelConfig
-from liquid_edge.export.native import save_native
-from liquid_edge.export.onnx_graph import export_onnx
+from liquid_edge.export.pipeline import open_exported
 from liquid_edge.export.stepwise import StepwiseModel
 from liquid_edge.model import LiquidS4Classifier
 from liquid_edge.runtime.benchmark import machine_label, matmul_gflops, synthetic_audio, time_stream
-from liquid_edge.runtime.session import manifest_path
-from liquid_edge.runtime.stream import open_model
 
 PAPER_SC = ModelConfig(d_model=128, n_layers=6, d_state=7, n_ssm=128, d_output=35, dt_min=0.002, dt_max=0.2)
 # the issue's targets for the paper's SC config at 10 ms chunks, one thread
@@ -54,10 +51,7 @@ def torch_step(module):
 
 def exported_step(module, tmp: Path, backend: str, streams: int):
     """The module exported for ONNX Runtime (dynamic batch) or the native kernel, opened as a device would."""
-    path = tmp / f"m{module.chunk}.{'onnx' if backend == 'onnxruntime' else 'npz'}"
-    man = export_onnx(module, path, batch=None) if backend == "onnxruntime" else save_native(module, path)
-    manifest_path(path).write_text(json.dumps(man))
-    sess = open_model(path, threads=1)
+    sess = open_exported(module, tmp / f"m{module.chunk}.{'onnx' if backend == 'onnxruntime' else 'npz'}")
     return sess.step, sess.initial_state(streams)
 
 

@@ -66,16 +66,10 @@ class OnnxBackend:
 
     def runner(self, module: torch.nn.Module, batch: int, workdir: str) -> Runner:
         import copy
-        import json
         from pathlib import Path
-        from ..runtime.session import OnnxStream, manifest_path
-        from .onnx_graph import export_onnx
+        from .pipeline import open_exported
         from .window import graph_form   # FFT has no ONNX/TensorRT form
-        module = graph_form(module)
-        path = Path(workdir) / "step.onnx"
-        man = export_onnx(copy.deepcopy(module), path, batch=None)
-        manifest_path(path).write_text(json.dumps(man))
-        return _session_runner(OnnxStream(path))
+        return _session_runner(open_exported(copy.deepcopy(graph_form(module)), Path(workdir) / "step.onnx"))
 
 
 class TensorRTBackend:
@@ -127,14 +121,9 @@ class NativeBackend:
         return unsupported_reason(module)
 
     def runner(self, module: torch.nn.Module, batch: int, workdir: str) -> Runner:
-        import json
         from pathlib import Path
-        from ..runtime.native import NativeStream
-        from ..runtime.session import manifest_path
-        from .native import save_native
-        path = Path(workdir) / "step.npz"
-        manifest_path(path).write_text(json.dumps(save_native(module, path)))
-        return _session_runner(NativeStream(path))
+        from .pipeline import open_exported
+        return _session_runner(open_exported(module, Path(workdir) / "step.npz"))
 
 
 def _session_runner(sess) -> Runner:

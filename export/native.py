@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 from pathlib import Path
 
@@ -108,7 +109,7 @@ def export_native_checked(ckpt: str | Path, out: str | Path, chunk: int = 160, l
                           log=print) -> tuple[Path, dict]:
     """Checkpoint -> NAME.npz + NAME.json, after a parity run against the torch stepwise module."""
     from .convert import streaming_module
-    from .pipeline import ExportError, output_path, stream_parity
+    from .pipeline import ExportError, output_path, parity_chunks, stream_parity, with_sidecar
     model = load_checkpoint(ckpt, official_aux)
     module = streaming_module(model, chunk, liquid_mode, window)
     final = output_path(out, ckpt, chunk, "native", ".npz")
@@ -117,14 +118,13 @@ def export_native_checked(ckpt: str | Path, out: str | Path, chunk: int = 160, l
     tmp = final.with_name(f".{final.name}.check.npz")
     try:
         man = save_native(module, tmp, source)
-        manifest_path(tmp).write_text(json.dumps(man))
-        n_chunks = min(64, max(4, module.window // chunk + 2))
-        par = stream_parity(module, NativeStream(tmp), 2, n_chunks)
+        n_chunks = parity_chunks(module)
+        par = stream_parity(module, NativeStream(with_sidecar(tmp, man)), 2, n_chunks)
         log(f"native parity over {n_chunks} chunks: max |logits| error {par['logits']:.2e} (tolerance {tol:g})")
         if not par["logits"] <= tol:
             raise ExportError(f"native parity failed: max logit error {par['logits']:.3g} > {tol:g}")
         man["parity"] = dict(par, tolerance=tol, against="torch stepwise module (fp32)")
-        atomic_write(final, lambda p: Path(p).write_bytes(tmp.read_bytes()))
+        os.replace(tmp, final)   # written atomically beside it by save_native
         atomic_write(manifest_path(final), lambda p: Path(p).write_text(json.dumps(man, indent=1)))
         return final, man
     finally:

@@ -51,6 +51,26 @@ def build_module(model, chunk: int, liquid_mode: str | None, window: int | None)
     return graph_form(streaming_module(model, chunk, liquid_mode, window))
 
 
+def parity_chunks(module) -> int:
+    """Chunks an export's parity run streams: long enough to wrap the pool window once."""
+    return min(64, max(4, module.window // module.chunk + 2))
+
+
+def with_sidecar(path: Path, manifest: dict) -> Path:
+    """Write the manifest beside an exported file (the sessions read it from there); returns path."""
+    manifest_path(path).write_text(json.dumps(manifest))
+    return path
+
+
+def open_exported(module, path: Path, threads: int = 1):
+    """Export module to path, unchecked (.onnx: ONNX Runtime, dynamic batch; .npz: the native kernel),
+    with its manifest beside it, and open it as a device would: for benchmarks and the parity harness."""
+    from ..runtime.stream import open_model
+    from .native import save_native
+    man = export_onnx(module, path, batch=None) if Path(path).suffix == ".onnx" else save_native(module, path)
+    return open_model(with_sidecar(Path(path), man), threads)
+
+
 @torch.no_grad()
 def stream_parity(module, sess, batch: int, chunks: int, seed: int = 0) -> dict:
     """Stream the same random input through the torch module and a session (ONNX Runtime, the native
@@ -93,9 +113,8 @@ def export_onnx_checked(ckpt: str | Path, out: str | Path, chunk: int = 160, bat
         if problems:
             raise ExportError(f"graph is not TensorRT-compatible: {problems[0]} ({len(problems)} problem(s))")
         log("checked: onnx.checker (full), TensorRT 10 operator/type/shape check")
-        # parity streams long enough to wrap the pool window once
-        n_chunks = min(64, max(4, module.window // chunk + 2))
-        par = stream_parity(reference, OnnxStream(_with_sidecar(tmp, manifest)), 2 if batch is None else batch, n_chunks)
+        n_chunks = parity_chunks(module)
+        par = stream_parity(reference, OnnxStream(with_sidecar(tmp, manifest)), 2 if batch is None else batch, n_chunks)
         log(f"ONNX Runtime parity over {n_chunks} chunks: max |logits| error {par['logits']:.2e} (tolerance {tol:g})")
         if not par["logits"] <= tol:
             raise ExportError(f"ONNX Runtime parity failed: max logit error {par['logits']:.3g} > {tol:g}")
@@ -108,9 +127,3 @@ def export_onnx_checked(ckpt: str | Path, out: str | Path, chunk: int = 160, bat
     finally:
         tmp.unlink(missing_ok=True)
         manifest_path(tmp).unlink(missing_ok=True)
-
-
-def _with_sidecar(onnx_tmp: Path, manifest: dict) -> Path:
-    """The session reads the manifest beside the graph: give the temporary graph one too."""
-    manifest_path(onnx_tmp).write_text(json.dumps(manifest))
-    return onnx_tmp

@@ -423,17 +423,9 @@ def bench(model_path, backend, chunks, streams, threads, seconds, as_json, plot_
                 elif backend == "trt":
                     raise UserError("benchmark a TensorRT engine: export it (--target trt), then bench the .engine")
                 else:   # exported to a temporary folder first: what a deployment runs
-                    from .runtime.session import manifest_path
-                    from .runtime.stream import open_model
-                    tmp = Path(tempfile.mkdtemp()) / (f"b{T}.onnx" if backend == "onnx" else f"b{T}.npz")
-                    if backend == "onnx":
-                        from .export.onnx_graph import export_onnx
-                        man = export_onnx(step, tmp, batch=None)
-                    else:
-                        from .export.native import save_native
-                        man = save_native(step, tmp)
-                    manifest_path(tmp).write_text(json.dumps(man))
-                    sess = open_model(tmp, threads)
+                    from .export.pipeline import open_exported
+                    suffix = ".onnx" if backend == "onnx" else ".npz"
+                    sess = open_exported(step, Path(tempfile.mkdtemp()) / f"b{T}{suffix}", threads)
                     runs.append((T, sess.step, sess.initial_state(streams), model.cfg.sample_rate, macs))
         for T, fn, st, sr, macs in runs:
             audio = synthetic_audio(seconds, sr, streams)

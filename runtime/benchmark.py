@@ -3,6 +3,8 @@ warm-up, then one call per chunk of synthetic audio with the state carried. nump
 """
 from __future__ import annotations
 
+import os
+import platform
 import re
 import resource
 import time
@@ -58,8 +60,6 @@ def time_stream(step, states, audio: np.ndarray, chunk: int, sample_rate: int, w
 
 def machine_label() -> str:
     """'x86_64 AMD EPYC (2 cores)': what absolute times are labelled with."""
-    import os
-    import platform
     cpu = platform.processor()
     try:
         cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")) or cpu

@@ -207,7 +207,7 @@ typedef struct {
     const float *Wd, *bd;        /* decoder (K, H), bias (K) */
 } le_model;
 
-/* y (T x H, row stride ld) = norm(x), in place allowed */
+/* y (T x H) = norm(x) row by row, in place allowed */
 static void norm_rows(int kind, float eps, const float *a, const float *b, int T, int H, const float *x, float *y) {
     for (int t = 0; t < T; t++) {
         const float *xr = x + (size_t)t * H;
